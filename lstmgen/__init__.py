@@ -1,0 +1,16 @@
+"""lstmgen: compile torch.nn.LSTM-shaped models to standalone C, callable from Python via cffi."""
+
+__version__ = "0.1.0"
+
+from . import reference  # noqa: E402
+from .api import compile, from_torch, generate, generate_sources  # noqa: E402
+from .build import BuildError  # noqa: E402
+from .ir import Schedule, build_program  # noqa: E402
+from .runtime import Model, Stream  # noqa: E402
+from .spec import Activation, LSTMSpec  # noqa: E402
+from .weights import random_weights  # noqa: E402
+
+__all__ = [
+    "Activation", "BuildError", "LSTMSpec", "Model", "Schedule", "Stream", "__version__", "build_program",
+    "compile", "from_torch", "generate", "generate_sources", "random_weights", "reference",
+]

@@ -1,0 +1,97 @@
+"""The public entry points: compile, generate, from_torch.
+
+Input: an LSTMSpec (or anything LSTMSpec.from_dict takes) and torch-named weights.
+Output: a callable `Model` (compile) or a folder of standalone C (generate).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+from . import build as _build
+from .codegen import Sources, check_prefix, render
+from .ir import Schedule, build_program
+from .runtime import Model
+from .spec import LSTMSpec
+from .weights import pack
+
+
+def as_spec(spec: Any) -> LSTMSpec:
+    if isinstance(spec, LSTMSpec):
+        return spec
+    if isinstance(spec, Mapping):
+        return LSTMSpec.from_dict(spec)
+    if isinstance(spec, (str, os.PathLike)):
+        return LSTMSpec.load(spec)
+    raise TypeError(f"spec must be an LSTMSpec, a dict or a path to a JSON/TOML spec, got {type(spec).__name__}")
+
+
+def make_schedule(time_loop: str = "looped", seq_len: int | None = None, chunk: int = 0) -> Schedule:
+    return Schedule(time_loop=time_loop, seq_len=seq_len, chunk=chunk)  # type: ignore[arg-type]
+
+
+def compile(spec: Any, weights: Mapping[str, Any], *, prefix: str = "lstm", time_loop: str = "looped",
+            seq_len: int | None = None, chunk: int = 0, target: str = "native",
+            allow_nonfinite: bool = False) -> Model:
+    """Lower -> render C -> build with cffi (cached) -> load. Returns a Model callable like nn.LSTM.
+
+    The weights are passed to C as pointers at call time, so every weight set of a shape and
+    schedule shares one compiled module (see Model.with_weights).
+    """
+    spec = as_spec(spec)
+    check_prefix(prefix)
+    packed = pack(spec, weights, allow_nonfinite=allow_nonfinite)  # validate before any build work
+    program = build_program(spec, make_schedule(time_loop, seq_len, chunk))
+    sources = render(program, prefix)
+    module = _build.build(sources, target=target)
+    return Model(spec, program, module, prefix, packed)
+
+
+def generate_sources(spec: Any, weights: Mapping[str, Any] | None = None, *, prefix: str = "lstm",
+                     time_loop: str = "looped", seq_len: int | None = None, chunk: int = 0,
+                     allow_nonfinite: bool = False) -> Sources:
+    spec = as_spec(spec)
+    packed = pack(spec, weights, allow_nonfinite=allow_nonfinite) if weights is not None else None
+    program = build_program(spec, make_schedule(time_loop, seq_len, chunk))
+    return render(program, prefix, packed)
+
+
+def generate(spec: Any, weights: Mapping[str, Any] | None, out_dir: str | os.PathLike[str], *,
+             prefix: str = "lstm", time_loop: str = "looped", seq_len: int | None = None,
+             chunk: int = 0, allow_nonfinite: bool = False) -> list[str]:
+    """Write standalone C for the spec into out_dir: <prefix>.h, <prefix>.c and, when weights are
+    given, <prefix>_weights.c with them as static const arrays. Returns the paths written."""
+    sources = generate_sources(spec, weights, prefix=prefix, time_loop=time_loop, seq_len=seq_len,
+                               chunk=chunk, allow_nonfinite=allow_nonfinite)
+    out_dir = os.fspath(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    paths = []
+    for name, text in sorted(sources.files.items()):
+        path = os.path.join(out_dir, name)
+        with open(path, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+        paths.append(path)
+    return paths
+
+
+def from_torch(module: Any) -> tuple[LSTMSpec, dict[str, Any]]:
+    """(spec, weights) from a torch.nn.LSTM instance. torch is needed only here."""
+    try:
+        import torch
+    except ImportError as exc:  # pragma: no cover - exercised only without torch
+        raise ImportError("lstmgen.from_torch needs torch installed") from exc
+    if not isinstance(module, torch.nn.LSTM):
+        raise TypeError(f"from_torch expects a torch.nn.LSTM, got {type(module).__name__}")
+    spec = LSTMSpec(
+        input_size=module.input_size,
+        hidden_size=module.hidden_size,
+        num_layers=module.num_layers,
+        bias=module.bias,
+        batch_first=module.batch_first,
+        dropout=float(module.dropout),
+        bidirectional=module.bidirectional,
+        proj_size=module.proj_size,
+    )
+    weights = {k: v.detach().cpu().to(torch.float32).numpy().copy() for k, v in module.state_dict().items()}
+    return spec, weights

@@ -1,0 +1,297 @@
+"""Code generation: render a scheduled Program (and optionally its weights) to C sources.
+
+Input: `Program` (from ir.build_program), a validated prefix, optional packed weights.
+Output: `Sources` — {filename: text} for `<prefix>.h`, `<prefix>.c` and, when weights are
+embedded, `<prefix>_weights.c`; plus the cffi cdef text for the same API.
+
+All decisions are made here; the Jinja templates only spell them. Nothing a user types reaches
+the C except the prefix, which must be a plain C identifier. Floats are written as C99 hex
+literals, which round-trip every float32 bit-exactly. Output is byte-stable (no time, no paths).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+import jinja2
+import numpy as np
+
+from . import __version__
+from .ir import Program, Recurrence
+from .spec import Activation
+from .weights import PackedCell
+
+C_KEYWORDS = frozenset(
+    """auto break case char const continue default do double else enum extern float for goto if
+    inline int long register restrict return short signed sizeof static struct switch typedef union
+    unsigned void volatile while _Bool _Complex _Imaginary _Alignas _Alignof _Atomic _Generic
+    _Noreturn _Static_assert _Thread_local bool true false asm typeof NULL main""".split()
+)
+# Error codes every generated API shares: (name, value, meaning); documented in the header.
+ERRORS = (
+    ("OK", 0, "success"),
+    ("ERR_NULL", -1, "a required pointer is NULL"),
+    ("ERR_SIZE", -2, "T or B < 1, T differs from a fixed SEQ_LEN, or a row index is out of range"),
+    ("ERR_LENGTHS", -3, "some lengths[b] is outside [1, T]"),
+    ("ERR_WORKSPACE", -4, "the workspace is smaller than *_workspace_floats(T, B)"),
+    ("ERR_WEIGHTS", -5, "a weight pointer the model needs is NULL"),
+    ("ERR_OVERFLOW", -6, "T * B is too large to address"),
+)
+_PREFIX_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,30}")
+
+
+def check_prefix(prefix: object) -> str:
+    """A prefix becomes part of every C symbol: a plain ASCII identifier, not a keyword."""
+    if not isinstance(prefix, str):
+        raise TypeError(f"prefix must be a string, got {type(prefix).__name__}")
+    if not _PREFIX_RE.fullmatch(prefix):
+        raise ValueError(
+            f"prefix {prefix!r} is not a valid C identifier prefix: use 1-31 ASCII letters, digits or "
+            "underscores, starting with a letter"
+        )
+    if prefix in C_KEYWORDS or prefix.upper() in C_KEYWORDS:
+        raise ValueError(f"prefix {prefix!r} is a C keyword or reserved name")
+    return prefix
+
+
+def c_float(value: float) -> str:
+    """A float32 as a C99 hex literal that round-trips bit-exactly (e.g. 0x1.99999ap-3f)."""
+    f = float(np.float32(value))
+    if not math.isfinite(f):
+        if math.isnan(f):
+            return "(0.0f / 0.0f)"
+        return "(1.0f / 0.0f)" if f > 0 else "(-1.0f / 0.0f)"
+    if f == 0.0:
+        return "-0.0f" if math.copysign(1.0, f) < 0 else "0.0f"
+    mant, exp = f.hex().split("p")
+    mant = mant.rstrip("0").rstrip(".")
+    return f"{mant}p{exp}f"
+
+
+def c_activation(act: Activation, var: str, p: str) -> str:
+    """The C expression for an ONNX activation applied to the local variable `var`."""
+    a = c_float(act.alpha) if act.alpha is not None else ""
+    b = c_float(act.beta) if act.beta is not None else ""
+    table = {
+        "Sigmoid": f"{p}_sigmoid({var})",
+        "Tanh": f"tanhf({var})",
+        "Relu": f"({var} < 0.0f ? 0.0f : {var})",
+        "Affine": f"({a} * {var} + {b})",
+        "LeakyRelu": f"({var} < 0.0f ? {a} * {var} : {var})",
+        "ThresholdedRelu": f"({var} > {a} ? {var} : 0.0f)",
+        "ScaledTanh": f"({a} * tanhf({b} * {var}))",
+        "HardSigmoid": f"fminf(fmaxf({a} * {var} + {b}, 0.0f), 1.0f)",
+        "Elu": f"({var} < 0.0f ? {a} * (expf({var}) - 1.0f) : {var})",
+        "Softsign": f"({var} / (1.0f + fabsf({var})))",
+        "Softplus": f"{p}_softplus({var})",
+    }
+    return table[act.name]
+
+
+@dataclass(frozen=True)
+class Sources:
+    files: dict[str, str]  # filename -> text
+    cdef: str  # declarations for cffi
+    prefix: str
+
+
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("lstmgen", "templates"),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def _view(program: Program, name: str, dst_offset: int = 0) -> tuple[str, str, str]:
+    """C expressions (pointer, stride_t, stride_b) for a sequence buffer inside a window."""
+    if name == "x":
+        return "x", "x_st", "x_sb"
+    if name == "y":
+        return (f"y + {dst_offset}" if dst_offset else "y"), "y_st", "y_sb"
+    row = program.buffer(name).row_floats
+    ptr = _ws_ptr(program, name)
+    if dst_offset:
+        ptr = f"{ptr} + {dst_offset}"
+    return ptr, f"(int64_t)B * {row}", str(row)
+
+
+def _ws_ptr(program: Program, name: str) -> str:
+    off = program.slots[program.slot_of(name)].offset_rows
+    return f"ws + rows * {off}" if off else "ws"
+
+
+def _window(program: Program, p: str, name: str, unrolled: bool) -> dict:
+    spec = program.spec
+    D = spec.num_directions
+    ops = []
+    for op in program.ops:
+        cell = op.layer * D + op.direction
+        where = f"layer {op.layer}" + (f" {'reverse' if op.direction else 'forward'}" if D == 2 else "")
+        if isinstance(op, Recurrence):
+            dst, dst_st, dst_sb = _view(program, op.dst, op.dst_offset)
+            fn = f"{p}_recur_l{op.layer}d{op.direction}" if unrolled else f"{p}_recur_v{op.variant}"
+            ops.append(
+                dict(
+                    kind="recur",
+                    doc=f"{where}: the recurrence over {op.gates_in} (sequential in t)",
+                    fn=fn,
+                    cell=cell,
+                    gates=_ws_ptr(program, op.gates_in),
+                    reverse=1 if op.reverse else 0,
+                    state=op.state,
+                    dst=dst,
+                    dst_st=dst_st,
+                    dst_sb=dst_sb,
+                )
+            )
+        else:
+            src, src_st, src_sb = _view(program, op.src)
+            ops.append(
+                dict(
+                    kind="project",
+                    doc=f"{where}: {op.dst} (Tw, B, 4H) = {op.src} (Tw, B, {op.in_size}) . W_ih^T + b (parallel in t)",
+                    cell=cell,
+                    in_size=op.in_size,
+                    src=src,
+                    src_st=src_st,
+                    src_sb=src_sb,
+                    dst=_ws_ptr(program, op.dst),
+                )
+            )
+    return dict(name=name, ops=ops, uses_y_strides=True)
+
+
+def render(program: Program, prefix: str, packed: Sequence[PackedCell] | None = None) -> Sources:
+    """Program (+ packed weights to embed) -> Sources."""
+    p = check_prefix(prefix)
+    P = p.upper()
+    spec, sched = program.spec, program.schedule
+    H, R, D, L = spec.hidden_size, spec.output_size, spec.num_directions, spec.num_layers
+    stream = D == 1 and not spec.reverse
+    banner = f"Generated by lstmgen {__version__} ({spec.summary()}; {sched}). Do not edit."
+    consts = [
+        ("INPUT_SIZE", spec.input_size, "I"),
+        ("HIDDEN_SIZE", H, "H"),
+        ("PROJ_SIZE", spec.proj_size, "P (0: no projection)"),
+        ("OUTPUT_SIZE", R, "R: features of h (P if projecting, else H)"),
+        ("NUM_LAYERS", L, "L"),
+        ("NUM_DIRECTIONS", D, "D"),
+        ("GATES", 4 * H, "4H"),
+        ("BATCH_FIRST", int(spec.batch_first), "1: x and y are (B, T, F)"),
+        ("SEQ_LEN", sched.seq_len or 0, "fixed T (0: any T)"),
+        ("CHUNK", sched.chunk, "time window of the chunked schedule (0: whole sequence)"),
+        ("NUM_PARAMETERS", spec.num_parameters, "floats in the state_dict"),
+    ]
+    api = dict(
+        cells=L * D,
+        stream=stream,
+        x_shape=f"(B, T, {spec.input_size})" if spec.batch_first else f"(T, B, {spec.input_size})",
+        y_shape=f"(B, T, {D * R})" if spec.batch_first else f"(T, B, {D * R})",
+    )
+    variants = []
+    for i, v in enumerate(program.variants):
+        f, g, h = v.activations
+        variants.append(
+            dict(
+                index=i,
+                text=str(v),
+                peepholes=v.peepholes,
+                clip=c_float(v.clip) if v.clip is not None else None,
+                input_forget=v.input_forget,
+                projection=v.projection,
+                act_i=c_activation(f, "zi", p),
+                act_f=c_activation(f, "zf", p),
+                act_o=c_activation(f, "zo", p),
+                act_g=c_activation(g, "zg", p),
+                act_h=c_activation(h, "cn", p),
+            )
+        )
+    unrolled = sched.time_loop == "unrolled"
+    recurrences = []
+    windows = []
+    need_looped = not unrolled or stream
+    if need_looped:
+        for v in variants:
+            recurrences.append(dict(name=f"{p}_recur_v{v['index']}", doc=f"Recurrence with cell v{v['index']}, looped over the window.", unrolled=False, variant=v, steps=()))
+        windows.append(_window(program, p, f"{p}_window", unrolled=False))
+    if unrolled:
+        T = sched.seq_len
+        for op in program.ops:
+            if isinstance(op, Recurrence):
+                steps = list(range(T - 1, -1, -1)) if op.reverse else list(range(T))
+                recurrences.append(
+                    dict(
+                        name=f"{p}_recur_l{op.layer}d{op.direction}",
+                        doc=f"Layer {op.layer} direction {op.direction}, cell v{op.variant}, unrolled over T = {T} steps.",
+                        unrolled=True,
+                        variant=variants[op.variant],
+                        steps=steps,
+                    )
+                )
+        windows.append(_window(program, p, f"{p}_window_unrolled", unrolled=True))
+    weight_checks = ""
+    if spec.proj_size:
+        weight_checks += " || cw->w_hr == NULL"
+    if spec.peepholes:
+        weight_checks += " || cw->w_ph == NULL"
+    if spec.bias:
+        weight_checks += " || cw->bias == NULL"
+    acts = [a.name for v in program.variants for a in v.activations]
+    ctx = dict(
+        p=p,
+        P=P,
+        spec=spec,
+        banner=banner,
+        consts=consts,
+        errors=[(n, v, doc) for n, v, doc in ERRORS],
+        api=api,
+        schedule=str(sched),
+        schedule_obj=sched,
+        program_lines=str(program).splitlines()[1:],
+        row_floats=program.row_floats,
+        batch_floats=program.batch_floats,
+        variants=variants,
+        recurrences=recurrences,
+        windows=windows,
+        forward_window=windows[-1]["name"],
+        step_window=windows[0]["name"],
+        weight_checks=weight_checks,
+        uses_clip=any(v.clip is not None for v in program.variants),
+        uses_softplus="Softplus" in acts,
+        uses_sigmoid="Sigmoid" in acts,
+        y_row=D * R,
+        embedded=packed is not None,
+    )
+    env = _env()
+    files = {
+        f"{p}.h": env.get_template("model.h.j2").render(ctx),
+        f"{p}.c": env.get_template("model.c.j2").render(ctx),
+    }
+    if packed is not None:
+        files[f"{p}_weights.c"] = env.get_template("weights.c.j2").render(ctx, cells=_weights_ctx(packed))
+    cdef = env.get_template("cdef.j2").render(ctx)
+    return Sources(files=files, cdef=cdef, prefix=p)
+
+
+def _array_lines(arr: np.ndarray, per_line: int = 6) -> list[str]:
+    flat = [c_float(v) for v in np.asarray(arr, dtype=np.float32).ravel()]
+    return [", ".join(flat[i : i + per_line]) for i in range(0, len(flat), per_line)]
+
+
+def _weights_ctx(packed: Sequence[PackedCell]) -> list[dict]:
+    cells = []
+    for cell in packed:
+        arrays = []
+        for field, shape_doc in (("w_ih", "(I_k, 4H)"), ("w_hh", "(R, 4H)"), ("bias", "(4H)"), ("w_hr", "(H, P)"), ("w_ph", "(3H)")):
+            arr = getattr(cell, field)
+            if arr is not None:
+                arrays.append(dict(field=field, shape=shape_doc + " " + "x".join(map(str, arr.shape)), size=arr.size, lines=_array_lines(arr)))
+        cells.append(dict(layer=cell.layer, direction=cell.direction, arrays=arrays, fields=[a["field"] for a in arrays]))
+    return cells

@@ -1,0 +1,222 @@
+"""Runtime: a built extension plus a weight set, callable like torch.nn.LSTM.
+
+Input: the cffi module from build.py, the Program it was rendered from, packed weights.
+Output: `Model` — `model(x, hx=None, lengths=None) -> (out, (h_n, c_n))` — and `Stream` for
+step-at-a-time use. numpy buffers are handed to C without copies when they are already
+C-contiguous native float32; anything else is converted once (or refused with a clear error).
+The GIL is released during the C call (cffi does this), and every call uses its own outputs and
+workspace, so one Model may be called from several threads at once.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .codegen import ERRORS
+from .ir import Program
+from .spec import LSTMSpec
+from .weights import PackedCell, pack
+
+_INT32_MAX = 2**31 - 1
+_C_ERRORS = {value: f"{name}: {doc}" for name, value, doc in ERRORS}
+
+
+def _as_f32(name: str, value: Any) -> np.ndarray:
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor
+        value = value.detach().cpu().numpy()
+    arr = np.asarray(value)
+    if arr.dtype.kind != "f":
+        raise TypeError(f"{name} must be a floating-point array (float32 preferred), got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _check_shape(name: str, arr: np.ndarray, shape: tuple[int, ...], meaning: str) -> None:
+    if arr.shape != shape:
+        raise ValueError(f"{name} has shape {arr.shape}, expected {shape} {meaning}")
+
+
+class Model:
+    """A compiled LSTM with one weight set. Call it like torch.nn.LSTM's forward."""
+
+    def __init__(self, spec: LSTMSpec, program: Program, module: ModuleType, prefix: str,
+                 weights: Mapping[str, Any] | Sequence[PackedCell], *, allow_nonfinite: bool = False):
+        self.spec = spec
+        self.program = program
+        self.prefix = prefix
+        self._module = module
+        self._ffi = module.ffi
+        self._lib = module.lib
+        self._forward = getattr(module.lib, f"{prefix}_forward")
+        self._workspace_floats = getattr(module.lib, f"{prefix}_workspace_floats")
+        self._step = getattr(module.lib, f"{prefix}_step", None)
+        packed = list(weights) if isinstance(weights, (list, tuple)) else pack(spec, weights, allow_nonfinite=allow_nonfinite)
+        self._packed = packed  # keeps the arrays alive while C holds pointers into them
+        self._weights = self._ffi.new(f"{prefix}_weights *")
+        self._keep = []
+        for i, cell in enumerate(packed):
+            cw = self._weights.cell[i]
+            for field in ("w_ih", "w_hh", "bias", "w_hr", "w_ph"):
+                arr = getattr(cell, field)
+                if arr is not None:
+                    buf = self._ffi.from_buffer("float[]", arr)
+                    self._keep.append(buf)
+                    setattr(cw, field, buf)
+
+    def with_weights(self, weights: Mapping[str, Any], *, allow_nonfinite: bool = False) -> "Model":
+        """The same compiled code with another weight set (no rebuild)."""
+        return Model(self.spec, self.program, self._module, self.prefix, weights, allow_nonfinite=allow_nonfinite)
+
+    @property
+    def schedule(self):
+        return self.program.schedule
+
+    def _raise(self, code: int, what: str) -> None:
+        raise ValueError(f"{what} failed with C error {code} ({_C_ERRORS.get(code, 'unknown error')})")
+
+    def __call__(self, x: Any, hx: tuple[Any, Any] | None = None, lengths: Any = None):
+        spec = self.spec
+        D, L, H, R, I = spec.num_directions, spec.num_layers, spec.hidden_size, spec.output_size, spec.input_size
+        x = _as_f32("x", x)
+        if x.ndim == 2:
+            batched = False
+            T, B = x.shape[0], 1
+            if x.shape[1] != I:
+                raise ValueError(f"x has shape {x.shape}; unbatched input must be (T, {I})")
+        elif x.ndim == 3:
+            batched = True
+            if spec.batch_first:
+                B, T = x.shape[0], x.shape[1]
+            else:
+                T, B = x.shape[0], x.shape[1]
+            if x.shape[2] != I:
+                layout = "(B, T, I)" if spec.batch_first else "(T, B, I)"
+                raise ValueError(f"x has shape {x.shape}; expected {layout} with I = {I}")
+        else:
+            raise ValueError(f"x must be 2-D (T, {I}) or 3-D, got shape {x.shape}")
+        if T < 1 or B < 1:
+            raise ValueError(f"x has shape {x.shape}: need at least one time step and one batch row")
+        if T > _INT32_MAX or B > _INT32_MAX:
+            raise ValueError(f"x has shape {x.shape}: T and B must fit in int32")
+        fixed = self.program.schedule.seq_len
+        if self.program.schedule.time_loop == "unrolled" and T != fixed:
+            raise ValueError(f"this model was compiled unrolled for seq_len={fixed}; x has T={T}")
+        ffi = self._ffi
+        h0 = c0 = ffi.NULL
+        keep = []
+        if hx is not None:
+            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+                raise TypeError("hx must be a tuple (h0, c0)")
+            h0a, c0a = _as_f32("h0", hx[0]), _as_f32("c0", hx[1])
+            hs = (L * D, B, R) if batched else (L * D, R)
+            cs = (L * D, B, H) if batched else (L * D, H)
+            _check_shape("h0", h0a, hs, "(num_layers * num_directions, batch, proj_size or hidden_size)")
+            _check_shape("c0", c0a, cs, "(num_layers * num_directions, batch, hidden_size)")
+            keep += [h0a, c0a]
+            h0 = ffi.from_buffer("float[]", h0a)
+            c0 = ffi.from_buffer("float[]", c0a)
+        lens = ffi.NULL
+        if lengths is not None:
+            la = np.asarray(lengths)
+            if la.dtype.kind not in "iu":
+                raise TypeError(f"lengths must be an integer array, got dtype {la.dtype}")
+            if la.shape != (B,):
+                raise ValueError(f"lengths has shape {la.shape}, expected ({B},) (one length per batch row)")
+            if la.size and (la.min() < 1 or la.max() > T):
+                raise ValueError(f"lengths must satisfy 1 <= lengths[b] <= T = {T}, got min {la.min()} max {la.max()}")
+            la = np.ascontiguousarray(la, dtype=np.int32)
+            keep.append(la)
+            lens = ffi.from_buffer("int32_t[]", la)
+        need = self._workspace_floats(T, B)
+        if need < 0:
+            raise ValueError(f"x has shape {x.shape}: T * B is too large ({_C_ERRORS.get(need, need)})")
+        ws = np.empty(max(need, 1), dtype=np.float32)
+        if spec.batch_first:
+            y = np.empty((B, T, D * R), dtype=np.float32)
+        else:
+            y = np.empty((T, B, D * R), dtype=np.float32)
+        h_n = np.empty((L * D, B, R), dtype=np.float32)
+        c_n = np.empty((L * D, B, H), dtype=np.float32)
+        fb = ffi.from_buffer
+        rc = self._forward(self._weights, fb("float[]", x), T, B, lens, h0, c0, fb("float[]", y),
+                           fb("float[]", h_n), fb("float[]", c_n), fb("float[]", ws), need)
+        if rc != 0:
+            self._raise(rc, f"{self.prefix}_forward")
+        if not batched:
+            return y.reshape(T, D * R), (h_n.reshape(L * D, R), c_n.reshape(L * D, H))
+        return y, (h_n, c_n)
+
+    forward = __call__
+
+    def stream(self, batch: int = 1) -> "Stream":
+        """A step-at-a-time runner with its own state (unidirectional, forward models only)."""
+        if self._step is None:
+            raise ValueError("streaming needs a unidirectional forward model (bidirectional or reverse models read the whole sequence)")
+        return Stream(self, batch)
+
+
+class Stream:
+    """State for `batch` independent rows; `step(x_t) -> y_t`. Not shared between threads."""
+
+    def __init__(self, model: Model, batch: int):
+        if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or not 1 <= batch <= _INT32_MAX:
+            raise ValueError(f"batch must be an int >= 1, got {batch!r}")
+        spec = model.spec
+        self.model = model
+        self.batch = B = int(batch)
+        L, H, R, I = spec.num_layers, spec.hidden_size, spec.output_size, spec.input_size
+        self._h = np.zeros((L, B, R), dtype=np.float32)
+        self._c = np.zeros((L, B, H), dtype=np.float32)
+        need = model._workspace_floats(1, B)
+        self._ws = np.empty(max(need, 1), dtype=np.float32)
+        ffi = model._ffi
+        self._args = (model._weights, ffi.from_buffer("float[]", self._h), ffi.from_buffer("float[]", self._c))
+        self._ws_args = (ffi.from_buffer("float[]", self._ws), need)
+        self._in_shape = (B, I)
+        self._out_shape = (B, R)
+        self._fb = ffi.from_buffer
+        self._fn = model._step
+
+    def step(self, x_t: Any) -> np.ndarray:
+        """One time step: x_t (B, I) -> y_t (B, R). For batch=1 an (I,) input gives an (R,) output."""
+        x = x_t
+        if type(x) is not np.ndarray or x.dtype != np.float32 or not x.flags.c_contiguous:
+            x = _as_f32("x_t", x)
+        squeeze = False
+        if x.shape != self._in_shape:
+            if self.batch == 1 and x.shape == self._in_shape[1:]:
+                squeeze = True
+            else:
+                raise ValueError(f"x_t has shape {x.shape}, expected {self._in_shape} (batch, input_size)")
+        y = np.empty(self._out_shape, dtype=np.float32)
+        w, h, c = self._args
+        rc = self._fn(w, self._fb("float[]", x), self.batch, h, c, self._fb("float[]", y), *self._ws_args)
+        if rc != 0:
+            self.model._raise(rc, f"{self.model.prefix}_step")
+        return y[0] if squeeze else y
+
+    def reset(self, row: int | None = None) -> None:
+        """Zero the state of every row, or of one row (a channel restarts; the others go on)."""
+        if row is None:
+            self._h.fill(0.0)
+            self._c.fill(0.0)
+            return
+        if isinstance(row, bool) or not isinstance(row, (int, np.integer)) or not 0 <= row < self.batch:
+            raise ValueError(f"row must be an int in [0, {self.batch}), got {row!r}")
+        self._h[:, row] = 0.0
+        self._c[:, row] = 0.0
+
+    @property
+    def state(self) -> tuple[np.ndarray, np.ndarray]:
+        """(h, c): copies, shapes (L, B, R) and (L, B, H)."""
+        return self._h.copy(), self._c.copy()
+
+    @state.setter
+    def state(self, hc: tuple[Any, Any]) -> None:
+        h, c = _as_f32("h", hc[0]), _as_f32("c", hc[1])
+        _check_shape("h", h, self._h.shape, "(num_layers, batch, proj_size or hidden_size)")
+        _check_shape("c", c, self._c.shape, "(num_layers, batch, hidden_size)")
+        self._h[...] = h
+        self._c[...] = c

@@ -1,0 +1,297 @@
+"""LSTM specification: the model's shape and cell variant, validated.
+
+Input: keyword arguments (torch.nn.LSTM's own names), a dict, or a JSON/TOML file.
+Output: a frozen `LSTMSpec`, every field type-checked, that the rest of lstmgen trusts.
+
+The torch knobs are input_size, hidden_size, num_layers, bias, batch_first, dropout,
+bidirectional and proj_size. The ONNX LSTM extras (activations with alpha/beta, peepholes,
+clip, input_forget, a single reverse direction) default to the plain torch cell.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+# Largest size accepted for any one dimension, and for the total parameter count. Beyond
+# these the C would not fit anything lstmgen targets; the error says what it would need.
+MAX_DIM = 1 << 16
+MAX_LAYERS = 64
+MAX_PARAMS = 1 << 28  # 256 Mi floats = 1 GiB of float32 weights
+
+# ONNX activation functions: name -> (default alpha, default beta); None = not used.
+ACTIVATIONS: dict[str, tuple[float | None, float | None]] = {
+    "Sigmoid": (None, None),
+    "Tanh": (None, None),
+    "Relu": (None, None),
+    "Affine": (1.0, 0.0),
+    "LeakyRelu": (0.01, None),
+    "ThresholdedRelu": (1.0, None),
+    "ScaledTanh": (1.0, 1.0),
+    "HardSigmoid": (0.2, 0.5),
+    "Elu": (1.0, None),
+    "Softsign": (None, None),
+    "Softplus": (None, None),
+}
+_ACT_BY_LOWER = {k.lower(): k for k in ACTIVATIONS}
+
+
+@dataclass(frozen=True)
+class Activation:
+    """One gate activation as ONNX defines it: name plus its alpha/beta (None if unused)."""
+
+    name: str
+    alpha: float | None = None
+    beta: float | None = None
+
+    def __str__(self) -> str:
+        args = [f"{v:g}" for v in (self.alpha, self.beta) if v is not None]
+        return f"{self.name}({', '.join(args)})" if args else self.name
+
+
+DEFAULT_ACTIVATIONS = (Activation("Sigmoid"), Activation("Tanh"), Activation("Tanh"))
+
+
+def make_activation(value: Any, where: str) -> Activation:
+    """An Activation from a name, a (name, alpha, beta) sequence, a dict or an Activation."""
+    if isinstance(value, Activation):
+        name, alpha, beta = value.name, value.alpha, value.beta
+    elif isinstance(value, str):
+        name, alpha, beta = value, None, None
+    elif isinstance(value, Mapping):
+        unknown = set(value) - {"name", "alpha", "beta"}
+        if unknown:
+            raise ValueError(f"{where}: unknown activation field(s) {sorted(unknown)}")
+        if "name" not in value:
+            raise ValueError(f"{where}: activation needs a 'name'")
+        name, alpha, beta = value["name"], value.get("alpha"), value.get("beta")
+    elif isinstance(value, (list, tuple)) and 1 <= len(value) <= 3:
+        name, alpha, beta = (list(value) + [None, None])[:3]
+    else:
+        raise TypeError(f"{where}: an activation is a name, (name, alpha, beta) or dict, got {value!r}")
+    if not isinstance(name, str):
+        raise TypeError(f"{where}: activation name must be a string, got {type(name).__name__}")
+    canonical = _ACT_BY_LOWER.get(name.lower())
+    if canonical is None:
+        raise ValueError(f"{where}: unknown activation {name!r}; known: {', '.join(ACTIVATIONS)}")
+    dalpha, dbeta = ACTIVATIONS[canonical]
+    alpha = _opt_float(alpha, f"{where}.alpha") if dalpha is not None else None
+    beta = _opt_float(beta, f"{where}.beta") if dbeta is not None else None
+    return Activation(canonical, dalpha if alpha is None else alpha, dbeta if beta is None else beta)
+
+
+def _opt_float(value: Any, where: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{where} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"{where} must be finite, got {value!r}")
+    return float(value)
+
+
+def _check_int(name: str, value: Any, lo: int, hi: int) -> int:
+    # numpy integers are accepted; bools and floats are not.
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be in [{lo}, {hi}], got {value}")
+    return int(value)
+
+
+def _check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class LSTMSpec:
+    """The shape of a torch.nn.LSTM (plus ONNX's cell variants). Validated on construction."""
+
+    input_size: int
+    hidden_size: int
+    num_layers: int = 1
+    bias: bool = True
+    batch_first: bool = False
+    dropout: float = 0.0  # training-only in torch; accepted and ignored at inference
+    bidirectional: bool = False
+    proj_size: int = 0
+    # ONNX LSTM extras (defaults are the torch cell)
+    reverse: bool = False  # a single direction that walks time backwards (ONNX direction="reverse")
+    activations: tuple[Activation, ...] = DEFAULT_ACTIVATIONS  # (f, g, h) per direction
+    peepholes: bool = False  # weight_ph_l{k}: (3*H,) gates i, f, o
+    clip: float | None = None  # clamp gate pre-activations to [-clip, clip]
+    input_forget: bool = False  # coupled gates: f = 1 - i
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "input_size", _check_int("input_size", self.input_size, 1, MAX_DIM))
+        set_(self, "hidden_size", _check_int("hidden_size", self.hidden_size, 1, MAX_DIM))
+        set_(self, "num_layers", _check_int("num_layers", self.num_layers, 1, MAX_LAYERS))
+        set_(self, "proj_size", _check_int("proj_size", self.proj_size, 0, MAX_DIM))
+        for name in ("bias", "batch_first", "bidirectional", "reverse", "peepholes", "input_forget"):
+            _check_bool(name, getattr(self, name))
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)):
+            raise TypeError(f"dropout must be a number, got {type(self.dropout).__name__}")
+        if not (math.isfinite(self.dropout) and 0.0 <= self.dropout <= 1.0):
+            raise ValueError(f"dropout must be in [0, 1], got {self.dropout!r}")
+        set_(self, "dropout", float(self.dropout))
+        if self.proj_size and self.proj_size >= self.hidden_size:
+            raise ValueError(
+                f"proj_size must be smaller than hidden_size (torch's rule), got proj_size="
+                f"{self.proj_size} >= hidden_size={self.hidden_size}"
+            )
+        if self.reverse and self.bidirectional:
+            raise ValueError("reverse=True is a single backward direction; it cannot be combined with bidirectional=True")
+        if self.clip is not None:
+            clip = _opt_float(self.clip, "clip")
+            if clip is None or clip <= 0:
+                raise ValueError(f"clip must be a positive finite number or None, got {self.clip!r}")
+            set_(self, "clip", clip)
+        acts = self.activations
+        if isinstance(acts, (str, bytes)) or not isinstance(acts, (list, tuple)):
+            raise TypeError(f"activations must be a list of 3 (or 6 when bidirectional), got {acts!r}")
+        acts = tuple(make_activation(a, f"activations[{i}]") for i, a in enumerate(acts))
+        allowed = (3, 6) if self.bidirectional else (3,)
+        if len(acts) not in allowed:
+            raise ValueError(f"activations must have {' or '.join(map(str, allowed))} entries (f, g, h per direction), got {len(acts)}")
+        if len(acts) == 6 and acts[:3] == acts[3:]:
+            acts = acts[:3]
+        set_(self, "activations", acts)
+        n = self.num_parameters
+        if n > MAX_PARAMS:
+            raise ValueError(
+                f"model too large: {n} parameters would need {n * 4 / 2**20:.0f} MiB of float32 "
+                f"weights (limit {MAX_PARAMS} parameters)"
+            )
+
+    # ---- derived sizes -------------------------------------------------------------------
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def output_size(self) -> int:
+        """R: size of h (proj_size if projecting, else hidden_size)."""
+        return self.proj_size or self.hidden_size
+
+    def layer_input_size(self, layer: int) -> int:
+        return self.input_size if layer == 0 else self.num_directions * self.output_size
+
+    def direction_activations(self, direction: int) -> tuple[Activation, Activation, Activation]:
+        a = self.activations
+        return (a[0], a[1], a[2]) if len(a) == 3 or direction == 0 else (a[3], a[4], a[5])
+
+    @property
+    def is_torch_cell(self) -> bool:
+        """True when the cell is exactly torch's (no ONNX extras)."""
+        return (
+            self.activations == DEFAULT_ACTIVATIONS
+            and not self.peepholes
+            and self.clip is None
+            and not self.input_forget
+        )
+
+    def weight_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Every weight's name and shape, exactly as torch.nn.LSTM.state_dict() has them."""
+        H, R, P = self.hidden_size, self.output_size, self.proj_size
+        shapes: dict[str, tuple[int, ...]] = {}
+        for layer in range(self.num_layers):
+            for d in range(self.num_directions):
+                sfx = f"l{layer}" + ("_reverse" if d == 1 else "")
+                shapes[f"weight_ih_{sfx}"] = (4 * H, self.layer_input_size(layer))
+                shapes[f"weight_hh_{sfx}"] = (4 * H, R)
+                if self.bias:
+                    shapes[f"bias_ih_{sfx}"] = (4 * H,)
+                    shapes[f"bias_hh_{sfx}"] = (4 * H,)
+                if P:
+                    shapes[f"weight_hr_{sfx}"] = (P, H)
+                if self.peepholes:
+                    shapes[f"weight_ph_{sfx}"] = (3 * H,)
+        return shapes
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(math.prod(s) for s in self.weight_shapes().values())
+
+    def macs_per_step(self) -> int:
+        """Multiply-accumulates per time step and batch row over all layers and directions."""
+        H, R, P = self.hidden_size, self.output_size, self.proj_size
+        total = 0
+        for layer in range(self.num_layers):
+            total += self.num_directions * (4 * H * (self.layer_input_size(layer) + R) + P * H)
+        return total
+
+    # ---- (de)serialisation ---------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name == "activations":
+                if v == DEFAULT_ACTIVATIONS:
+                    continue
+                v = [{k: x for k, x in (("name", a.name), ("alpha", a.alpha), ("beta", a.beta)) if x is not None} for a in v]
+            elif f.default is not None and v == f.default and f.name not in _TORCH_FIELDS:
+                continue
+            out[f.name] = v
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "spec") -> "LSTMSpec":
+        if not isinstance(data, Mapping):
+            raise TypeError(f"{where}: a spec is a mapping of field names, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{where}: unknown field(s) {unknown}; known fields: {sorted(known)}")
+        for required in ("input_size", "hidden_size"):
+            if required not in data:
+                raise ValueError(f"{where}: missing required field {required!r}")
+        kwargs = dict(data)
+        if "activations" in kwargs and isinstance(kwargs["activations"], list):
+            kwargs["activations"] = tuple(kwargs["activations"])
+        return cls(**kwargs)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> "LSTMSpec":
+        """Read a spec from a .json or .toml file with LSTMSpec's field names."""
+        path = os.fspath(path)
+        with open(path, "rb") as fh:
+            raw = fh.read()
+        try:
+            if path.endswith(".toml"):
+                import tomllib
+
+                data = tomllib.loads(raw.decode("utf-8"))
+            else:
+                data = json.loads(raw.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path}: not a valid {'TOML' if path.endswith('.toml') else 'JSON'} spec: {exc}") from None
+        return cls.from_dict(data, where=path)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
+
+    def summary(self) -> str:
+        """One line, e.g. 'I=40 H=64 L=2 D=1' (used in banners; contains no user strings)."""
+        parts = [f"I={self.input_size}", f"H={self.hidden_size}"]
+        if self.proj_size:
+            parts.append(f"P={self.proj_size}")
+        parts += [f"L={self.num_layers}", f"D={self.num_directions}"]
+        if not self.bias:
+            parts.append("nobias")
+        if self.batch_first:
+            parts.append("batch_first")
+        if self.reverse:
+            parts.append("reverse")
+        if not self.is_torch_cell:
+            parts.append("onnx-cell")
+        return " ".join(parts)
+
+
+_TORCH_FIELDS = {"input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout", "bidirectional", "proj_size"}
