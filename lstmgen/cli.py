@@ -1,0 +1,155 @@
+"""Command line: `lstmgen generate | inspect | demo` over the same functions as the Python API.
+
+Input: argv. Output: files written / text printed; exit status 0 on success, 2 on a user error
+(the message names what is wrong), never a traceback for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import __version__
+from .api import as_spec, compile, generate
+from .build import BuildError
+from .ir import build_program
+from .spec import LSTMSpec
+from .weights import random_weights
+
+
+def load_weights(path: str) -> dict[str, Any]:
+    """Weights from .npz (always) or a torch .pt/.pth state_dict (needs torch)."""
+    if path.endswith((".pt", ".pth")):
+        try:
+            import torch
+        except ImportError:
+            raise ValueError(f"{path}: loading .pt/.pth files needs torch installed; save the state_dict as .npz instead") from None
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict):
+            raise ValueError(f"{path}: expected a state_dict (a dict of tensors), got {type(state).__name__}")
+        return {k: v.detach().float().numpy() for k, v in state.items()}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot read weights as .npz: {exc}") from None
+
+
+def _spec_and_weights(args: argparse.Namespace) -> tuple[LSTMSpec, dict[str, Any] | None]:
+    spec = as_spec(args.spec)
+    weights = load_weights(args.weights) if getattr(args, "weights", None) else None
+    return spec, weights
+
+
+def _schedule_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--time-loop", choices=["looped", "unrolled"], default="looped", help="emit the time loop looped or fully unrolled")
+    p.add_argument("--seq-len", type=int, default=None, help="fixed sequence length (required for --time-loop unrolled)")
+    p.add_argument("--chunk", type=int, default=0, help="time-chunked schedule with K-step windows (unidirectional only; 0 = whole sequence)")
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    spec, weights = _spec_and_weights(args)
+    paths = generate(spec, weights, args.out, prefix=args.prefix, time_loop=args.time_loop,
+                     seq_len=args.seq_len, chunk=args.chunk, allow_nonfinite=args.allow_nonfinite)
+    for path in paths:
+        print(path)
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    spec = as_spec(args.spec)
+    from .ir import Schedule
+
+    program = build_program(spec, Schedule(time_loop=args.time_loop, seq_len=args.seq_len, chunk=args.chunk))
+    if args.dot:
+        print(to_dot(program))
+    else:
+        print(program)
+        print(f"parameters: {spec.num_parameters}; MACs per step and batch row: {spec.macs_per_step()}")
+    return 0
+
+
+def to_dot(program) -> str:
+    """Graphviz text: buffers as boxes, ops as ellipses. Names are our own identifiers only."""
+    lines = ["digraph lstmgen {", "  rankdir=LR;", "  node [fontname=Helvetica];"]
+    for b in program.buffers:
+        if b.role in ("input", "output") or b.row_floats:
+            lines.append(f'  "{b.name}" [shape=box label="{b.name}\\n[{", ".join(b.shape)}]"];')
+    for i, op in enumerate(program.ops):
+        kind = type(op).__name__
+        node = f"op{i}"
+        lines.append(f'  {node} [shape=ellipse label="{kind}\\nl{op.layer}d{op.direction}"];')
+        if kind == "InputProjection":
+            lines += [f'  "{op.src}" -> {node};', f'  {node} -> "{op.dst}";']
+        else:
+            lines += [f'  "{op.gates_in}" -> {node};', f'  {node} -> "{op.dst}";']
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Generate C for an example, build it, run it, compare with the numpy golden."""
+    from . import reference
+
+    spec = LSTMSpec(input_size=40, hidden_size=64, num_layers=2, bidirectional=True, proj_size=16)
+    weights = random_weights(spec, seed=0)
+    paths = generate(spec, weights, args.out, prefix="demo")
+    print(f"spec: {spec.summary()} ({spec.num_parameters} parameters)")
+    print("standalone C written to:")
+    for p in paths:
+        print(f"  {p}")
+    model = compile(spec, weights, prefix="demo")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((50, 3, 40)).astype(np.float32)
+    h0 = rng.standard_normal((4, 3, 16)).astype(np.float32)
+    c0 = rng.standard_normal((4, 3, 64)).astype(np.float32)
+    lengths = np.array([50, 31, 7])
+    out, (h_n, c_n) = model(x, (h0, c0), lengths=lengths)
+    ref, (rh, rc) = reference.lstm_forward(spec, weights, x, (h0, c0), lengths=lengths)
+    err = max(float(np.abs(out - ref).max()), float(np.abs(h_n - rh).max()), float(np.abs(c_n - rc).max()))
+    print(f"built with cffi and ran: out {out.shape}, h_n {h_n.shape}, c_n {c_n.shape}")
+    print(f"max abs error vs the float64 numpy reference: {err:.3g} (tolerance 1e-5)")
+    return 0 if err <= 1e-5 else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lstmgen", description="Compile torch.nn.LSTM-shaped models to standalone C.")
+    parser.add_argument("--version", action="version", version=f"lstmgen {__version__}")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    g = sub.add_parser("generate", help="write standalone C for a spec (with its weights embedded if given)")
+    g.add_argument("spec", help="spec file (.json or .toml)")
+    g.add_argument("--weights", help="weights (.npz, or .pt/.pth with torch) with state_dict names")
+    g.add_argument("--out", required=True, help="output folder")
+    g.add_argument("--prefix", default="lstm", help="C symbol prefix (a C identifier)")
+    g.add_argument("--allow-nonfinite", action="store_true", help="keep NaN/Inf weights instead of refusing them")
+    _schedule_args(g)
+    g.set_defaults(fn=cmd_generate)
+
+    i = sub.add_parser("inspect", help="print the lowered IR of a spec")
+    i.add_argument("spec")
+    i.add_argument("--dot", action="store_true", help="print Graphviz dot instead")
+    _schedule_args(i)
+    i.set_defaults(fn=cmd_inspect)
+
+    d = sub.add_parser("demo", help="generate, build and check an example against the numpy golden")
+    d.add_argument("--out", default="demo_out", help="where the example's C goes")
+    d.set_defaults(fn=cmd_demo)
+
+    args = parser.parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except (ValueError, TypeError, OSError) as exc:
+        print(f"lstmgen {args.cmd}: error: {exc}", file=sys.stderr)
+        return 2
+    except BuildError as exc:
+        print(f"lstmgen {args.cmd}: build failed: {exc}", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+
