@@ -1,4 +1,38 @@
+"""Shared test set-up: import paths, a build cache for the session, optional-tool gates."""
+
+import importlib
 import os
+import shutil
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pytest
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(TESTS)
+sys.path.insert(0, TESTS)
+sys.path.insert(0, ROOT)
+
+# Builds are cached across runs in build/test-cache unless the caller chose a cache.
+os.environ.setdefault("LSTMGEN_CACHE_DIR", os.path.join(ROOT, "build", "test-cache"))
+
+IN_CI = bool(os.environ.get("CI"))
+
+
+def need_module(name: str):
+    """Import an optional module; skip without it locally, fail without it in CI."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        if IN_CI:
+            pytest.fail(f"{name} is required in CI (.ci/run installs it)")
+        pytest.skip(f"{name} not installed")
+
+
+def need_tool(name: str) -> str:
+    """Path of an external program; skip without it locally, fail without it in CI."""
+    path = shutil.which(name)
+    if path is None:
+        if IN_CI:
+            pytest.fail(f"{name} is required in CI (.ci/run installs it)")
+        pytest.skip(f"{name} not found")
+    return path
