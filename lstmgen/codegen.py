@@ -165,11 +165,15 @@ def _window(program: Program, p: str, name: str, unrolled: bool) -> dict:
                     dst=_ws_ptr(program, op.dst),
                 )
             )
-    return dict(name=name, ops=ops, uses_y_strides=True)
+    return dict(name=name, ops=ops)
 
 
-def render(program: Program, prefix: str, packed: Sequence[PackedCell] | None = None) -> Sources:
-    """Program (+ packed weights to embed) -> Sources."""
+def render(program: Program, prefix: str, packed: Sequence[PackedCell] | None = None, *,
+           static: dict | None = None) -> Sources:
+    """Program (+ packed weights to embed) -> Sources.
+
+    `static` (from embedded.static_context) adds the static-memory block to the header: the
+    caller-owned state struct, its compile-time size and the footprint comment."""
     p = check_prefix(prefix)
     P = p.upper()
     spec, sched = program.spec, program.schedule
@@ -266,6 +270,7 @@ def render(program: Program, prefix: str, packed: Sequence[PackedCell] | None = 
         uses_clip=any(v.clip is not None for v in program.variants),
         uses_softplus="Softplus" in acts,
         uses_sigmoid="Sigmoid" in acts,
+        uses_rows=program.batch_floats > 0 or any(s.offset_rows for s in program.slots),
         y_row=D * R,
         embedded=packed is not None,
     )
