@@ -1,7 +1,9 @@
 """Regenerate generated/ and the example weights: `make generate`.
 
 For each example spec in examples/*.json: weights from a fixed seed (saved as examples/<name>.npz,
-so the CLI can be tried on them) and the standalone C in generated/<name>/.
+so the CLI can be tried on them) and the embedded folder in generated/<name>/ (`lstmgen generate
+--embedded`: the standalone C, the static-memory API, a self-test with golden vectors, a Makefile
+and a README).
 A test regenerates into a temp folder and fails when generated/ differs.
 """
 
@@ -19,6 +21,10 @@ sys.path.insert(0, ROOT)
 import lstmgen  # noqa: E402
 
 EXAMPLES = ("kws", "bidir_proj")
+# The embedded folder's static-build options per example (lstmgen.generate_embedded): kws streams
+# one channel with the default chunked schedule; bidir_proj reads whole sequences, so it needs a
+# fixed maximum length, and serves two rows to show one row's reset.
+EMBEDDED = {"kws": dict(max_batch=1), "bidir_proj": dict(max_batch=2, seq_len=16)}
 
 
 def example(name: str):
@@ -31,7 +37,7 @@ def write_all(out_root: str, write_weights: bool = True) -> None:
         spec, weights = example(name)
         if write_weights:
             np.savez(os.path.join(HERE, f"{name}.npz"), **weights)
-        lstmgen.generate(spec, weights, os.path.join(out_root, name), prefix=name)
+        lstmgen.generate_embedded(spec, weights, os.path.join(out_root, name), prefix=name, **EMBEDDED[name])
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Command line: `lstmgen generate | inspect | demo` over the same functions as the Python API.
+"""Command line: `lstmgen generate | report | inspect | demo` over the same functions as the Python API.
 
 Input: argv. Output: files written / text printed; exit status 0 on success, 2 on a user error
 (the message names what is wrong), never a traceback for bad input.
@@ -52,10 +52,35 @@ def _schedule_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     spec, weights = _spec_and_weights(args)
+    if args.embedded:
+        from .embedded import DEFAULT_TOLERANCE, generate_embedded
+
+        if weights is None:
+            raise ValueError("--embedded needs --weights: they are compiled into <prefix>_weights.c")
+        paths = generate_embedded(spec, weights, args.out, prefix=args.prefix, max_batch=args.max_batch,
+                               seq_len=args.seq_len, chunk=args.chunk or None, time_loop=args.time_loop,
+                               selftest=not args.no_selftest,
+                               tolerance=args.tolerance if args.tolerance is not None else DEFAULT_TOLERANCE,
+                               allow_nonfinite=args.allow_nonfinite)
+        for path in paths:
+            print(path)
+        return 0
+    if args.max_batch != 1 or args.no_selftest or args.tolerance is not None:
+        raise ValueError("--max-batch, --no-selftest and --tolerance only apply with --embedded")
     paths = generate(spec, weights, args.out, prefix=args.prefix, time_loop=args.time_loop,
                      seq_len=args.seq_len, chunk=args.chunk, allow_nonfinite=args.allow_nonfinite)
     for path in paths:
         print(path)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .embedded import CPU_FLAGS, report
+
+    spec, weights = _spec_and_weights(args)
+    cpus = tuple(args.cpu) if args.cpu else tuple(CPU_FLAGS)
+    print(report(spec, weights, prefix=args.prefix, max_batch=args.max_batch, seq_len=args.seq_len,
+                 chunk=args.chunk or None, time_loop=args.time_loop, cpus=cpus, measure_code=not args.no_measure))
     return 0
 
 
@@ -126,8 +151,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     g.add_argument("--out", required=True, help="output folder")
     g.add_argument("--prefix", default="lstm", help="C symbol prefix (a C identifier)")
     g.add_argument("--allow-nonfinite", action="store_true", help="keep NaN/Inf weights instead of refusing them")
+    g.add_argument("--embedded", action="store_true",
+                   help="write a self-contained folder for a microcontroller: static-memory API (<prefix>_state.c), "
+                        "self-test with golden vectors, Makefile, README (needs --weights; default schedule: --chunk 4 "
+                        "for unidirectional models, bidirectional ones need --seq-len)")
+    g.add_argument("--max-batch", type=int, default=1, help="with --embedded: most batch rows one static state serves")
+    g.add_argument("--no-selftest", action="store_true", help="with --embedded: leave out <prefix>_selftest.c")
+    g.add_argument("--tolerance", type=float, default=None, help="with --embedded: the self-test's absolute tolerance (default 1e-5)")
     _schedule_args(g)
     g.set_defaults(fn=cmd_generate)
+
+    r = sub.add_parser("report", help="footprint of the embedded build: parameters, flash, RAM, MACs per step, stack")
+    r.add_argument("spec", help="spec file (.json or .toml)")
+    r.add_argument("--weights", help="weights (.npz or .pt/.pth); sizes do not depend on them (random ones otherwise)")
+    r.add_argument("--prefix", default="lstm", help="C symbol prefix")
+    r.add_argument("--max-batch", type=int, default=1, help="most batch rows one static state serves")
+    r.add_argument("--cpu", action="append", choices=["cortex-m4", "cortex-m0plus"],
+                   help="core(s) to cross-compile for (default: both); repeatable")
+    r.add_argument("--no-measure", action="store_true", help="do not cross-compile (code bytes and stack not shown)")
+    _schedule_args(r)
+    r.set_defaults(fn=cmd_report)
 
     i = sub.add_parser("inspect", help="print the lowered IR of a spec")
     i.add_argument("spec")

@@ -273,6 +273,7 @@ def render(program: Program, prefix: str, packed: Sequence[PackedCell] | None = 
         uses_rows=program.batch_floats > 0 or any(s.offset_rows for s in program.slots),
         y_row=D * R,
         embedded=packed is not None,
+        static=static,
     )
     env = _env()
     files = {
