@@ -6,7 +6,11 @@ Cache layout: `$LSTMGEN_CACHE_DIR` (default ~/.cache/lstmgen) / <key> / {<module
 The key hashes the sources, cdef, compiler flags, cffi version and Python ABI, so an entry is
 reused only for exactly the same build. An entry is written in a private temporary folder and
 renamed into place in one step, so concurrent builds of one model cannot see a half entry; the
-MANIFEST holds the library's sha256, so a corrupted or truncated entry is detected and rebuilt.
+MANIFEST holds the library's sha256, so a corrupted or truncated entry is detected and rebuilt
+(a broken entry is renamed aside before it is replaced, never deleted in place). Builders of one
+key take an flock on `.<key>.lock`, so N processes wanting one model compile it once. A cache
+folder that cannot be written (read-only mount, permissions) is still read; misses then build in
+a private temporary folder that is removed once the library is loaded.
 """
 
 from __future__ import annotations
@@ -79,12 +83,70 @@ def _entry_ok(entry: str, module_name: str) -> str | None:
     try:
         with open(manifest, encoding="utf-8") as fh:
             lines = dict(line.split(" ", 1) for line in fh.read().splitlines() if " " in line)
-        lib = os.path.join(entry, lines["library"])
+        name = lines["library"]
+        if os.path.basename(name) != name or name in ("", ".", ".."):  # never leave the entry
+            return None
+        lib = os.path.join(entry, name)
         if lines.get("module") != module_name or _sha256_file(lib) != lines["sha256"]:
             return None
         return lib
-    except (OSError, KeyError, ValueError):
+    except (OSError, KeyError, ValueError, UnicodeDecodeError):
         return None
+
+
+def _staging_root(root: str) -> tuple[str, bool]:
+    """(folder to build in, private?): the cache root when it can be written, else a private
+    temporary folder (read-only or unusable cache: build for this process only, leave no trace)."""
+    try:
+        os.makedirs(root, exist_ok=True)
+        probe = tempfile.mkdtemp(prefix=".probe-", dir=root)
+        os.rmdir(probe)
+        return root, False
+    except OSError:
+        return tempfile.mkdtemp(prefix="lstmgen-cache-"), True
+
+
+@contextlib.contextmanager
+def _build_lock(root: str, key: str):
+    """Serialise the builders of one key across processes, so N processes that want the same
+    model compile it once. Best effort: without a lock (no fcntl, a file system that refuses it)
+    concurrent builders still each produce a complete entry and only one is kept."""
+    try:
+        import fcntl
+
+        fd = os.open(os.path.join(root, f".{key}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock; the empty lock file stays for the next builder
+
+
+def _publish(final_dir: str, entry: str, module_name: str) -> None:
+    """Rename a complete entry into place. An intact entry already there (another process won
+    the race) is kept; a broken one is first renamed aside (atomic), then deleted."""
+    for _ in range(3):
+        try:
+            os.rename(final_dir, entry)
+            return
+        except OSError:
+            pass
+        if _entry_ok(entry, module_name) is not None:
+            return
+        aside = f"{entry}.broken-{os.getpid()}-{threading.get_ident()}"
+        try:
+            os.rename(entry, aside)
+        except OSError:
+            continue
+        if os.path.isdir(aside) and not os.path.islink(aside):
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.remove(aside)
 
 
 def _compile_into(sources: Sources, module_name: str, flags: list[str], workdir: str) -> str:
@@ -158,42 +220,55 @@ def build(sources: Sources, *, target: str = "native") -> ModuleType:
             stats["cache_hits"] += 1
             return _loaded[module_name]
         root = cache_root()
-        writable = True
-        try:
-            os.makedirs(root, exist_ok=True)
-            writable = os.access(root, os.W_OK)
-        except OSError:
-            writable = False
         entry = os.path.join(root, key)
-        lib = _entry_ok(entry, module_name) if os.path.isdir(entry) else None
+        lib = _entry_ok(entry, module_name)
         if lib is not None:
-            stats["cache_hits"] += 1
-            return _load(module_name, lib)
-        if not writable:
-            # Read-only or missing cache: build into a private folder for this process.
-            root = tempfile.mkdtemp(prefix="lstmgen-cache-")
-            entry = os.path.join(root, key)
-        staging = tempfile.mkdtemp(prefix=f".build-{key[:8]}-", dir=root)
-        try:
-            built = _compile_into(sources, module_name, flags, staging)
-            final_dir = os.path.join(staging, "entry")
-            os.mkdir(final_dir)
-            lib_name = os.path.basename(built)
-            shutil.move(built, os.path.join(final_dir, lib_name))
-            for name, text in sources.files.items():  # keep the C beside the library, for reading
-                with open(os.path.join(final_dir, name), "w", encoding="utf-8") as fh:
-                    fh.write(text)
-            with open(os.path.join(final_dir, "MANIFEST"), "w", encoding="utf-8") as fh:
-                fh.write(f"module {module_name}\nlibrary {lib_name}\nsha256 {_sha256_file(os.path.join(final_dir, lib_name))}\n")
-            if os.path.isdir(entry):  # a broken entry: move it aside, then replace it
-                shutil.rmtree(entry, ignore_errors=True)
-            try:
-                os.rename(final_dir, entry)
-            except OSError:
-                pass  # another process renamed its identical entry first
+            with contextlib.suppress(ImportError, OSError):  # else: replaced or damaged under us
+                module = _load(module_name, lib)
+                stats["cache_hits"] += 1
+                return module
+        build_root, private = _staging_root(root)
+        if private:
+            return _build_and_load(sources, module_name, flags, key, entry, build_root, private)
+        with _build_lock(root, key):
+            lib = _entry_ok(entry, module_name)  # built by another process while we waited?
+            if lib is not None:
+                with contextlib.suppress(ImportError, OSError):
+                    module = _load(module_name, lib)
+                    stats["cache_hits"] += 1
+                    return module
+            return _build_and_load(sources, module_name, flags, key, entry, build_root, private)
+
+
+def _build_and_load(sources: Sources, module_name: str, flags: list[str], key: str, entry: str,
+                    build_root: str, private: bool) -> ModuleType:
+    """Compile in a staging folder, publish the entry (unless private), load the library."""
+    staging = tempfile.mkdtemp(prefix=f".build-{key[:8]}-", dir=build_root)
+    try:
+        built = _compile_into(sources, module_name, flags, staging)
+        final_dir = os.path.join(staging, "entry")
+        os.mkdir(final_dir)
+        lib_name = os.path.basename(built)
+        shutil.move(built, os.path.join(final_dir, lib_name))
+        for name, text in sources.files.items():  # keep the C beside the library, for reading
+            with open(os.path.join(final_dir, name), "w", encoding="utf-8") as fh:
+                fh.write(text)
+        with open(os.path.join(final_dir, "MANIFEST"), "w", encoding="utf-8") as fh:
+            fh.write(f"module {module_name}\nlibrary {lib_name}\nsha256 {_sha256_file(os.path.join(final_dir, lib_name))}\n")
+        lib = None
+        if not private:
+            _publish(final_dir, entry, module_name)
             lib = _entry_ok(entry, module_name)
-            if lib is None:
-                raise BuildError(f"cache entry {entry} is unusable after building")
-            return _load(module_name, lib)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        if lib is not None:
+            with contextlib.suppress(ImportError, OSError):
+                return _load(module_name, lib)
+        # Not published (private build, or the entry changed under us): load our own copy.
+        # A loaded library stays mapped after its file is deleted below.
+        own = _entry_ok(final_dir, module_name)
+        if own is None:
+            raise BuildError(f"the library built in {staging} is unusable")
+        return _load(module_name, own)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if private:
+            shutil.rmtree(build_root, ignore_errors=True)
