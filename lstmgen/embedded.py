@@ -22,8 +22,9 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -210,7 +211,7 @@ def _selftest_ctx(spec: LSTMSpec, weights: Mapping[str, Any], fp: Footprint, pre
                   tolerance: float, seed: int = 0) -> dict:
     T, B = selftest_steps(fp), fp.max_batch
     g = _golden(spec, weights, T, B, seed)
-    R, I, D = spec.output_size, spec.input_size, spec.num_directions
+    R, n_in, D = spec.output_size, spec.input_size, spec.num_directions
     stream = D == 1 and not spec.reverse
 
     def arr(name: str, doc: str, value: np.ndarray) -> dict:
@@ -236,9 +237,9 @@ def _selftest_ctx(spec: LSTMSpec, weights: Mapping[str, Any], fp: Footprint, pre
                   + (" with variable lengths" if g["lengths"] is not None else ""))
     checks.append("bad arguments return the documented error codes")
     if spec.batch_first:
-        x_st, x_sb, y_st, y_sb = I, T * I, R, T * R
+        x_st, x_sb, y_st, y_sb = n_in, T * n_in, R, T * R
     else:
-        x_st, x_sb, y_st, y_sb = B * I, I, B * R, R
+        x_st, x_sb, y_st, y_sb = B * n_in, n_in, B * R, R
     return dict(
         t_steps=T,
         batch=B,
