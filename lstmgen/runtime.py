@@ -10,12 +10,13 @@ workspace, so one Model may be called from several threads at once.
 
 from __future__ import annotations
 
+import threading
 from types import ModuleType
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .codegen import ERRORS
+from .codegen import ERRORS, kernel_plan
 from .ir import Program
 from .spec import LSTMSpec
 from .weights import PackedCell, pack
@@ -24,13 +25,22 @@ _INT32_MAX = 2**31 - 1
 _C_ERRORS = {value: f"{name}: {doc}" for name, value, doc in ERRORS}
 
 
-def _as_f32(name: str, value: Any) -> np.ndarray:
+def _as_float_array(name: str, value: Any) -> np.ndarray:
+    """The array as given (no copy yet), after checking it holds real floats."""
     if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor
         value = value.detach().cpu().numpy()
-    arr = np.asarray(value)
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:  # ragged nested lists and the like
+        raise TypeError(f"{name} must be a floating-point array, got {type(value).__name__} ({exc})") from None
     if arr.dtype.kind != "f":
         raise TypeError(f"{name} must be a floating-point array (float32 preferred), got dtype {arr.dtype}")
-    return np.ascontiguousarray(arr, dtype=np.float32)
+    return arr
+
+
+def _as_f32(name: str, value: Any) -> np.ndarray:
+    """float32, C-contiguous, native byte order: the input itself when it already is, else one copy."""
+    return np.ascontiguousarray(_as_float_array(name, value), dtype=np.float32)
 
 
 def _check_shape(name: str, arr: np.ndarray, shape: tuple[int, ...], meaning: str) -> None:
@@ -52,7 +62,13 @@ class Model:
         self._forward = getattr(module.lib, f"{prefix}_forward")
         self._workspace_floats = getattr(module.lib, f"{prefix}_workspace_floats")
         self._step = getattr(module.lib, f"{prefix}_step", None)
-        packed = list(weights) if isinstance(weights, (list, tuple)) else pack(spec, weights, allow_nonfinite=allow_nonfinite)
+        unit_block = kernel_plan(program).unit_block  # the packed layout these kernels read
+        if isinstance(weights, (list, tuple)):
+            packed = list(weights)
+            if any(cell.unit_block != unit_block for cell in packed):
+                raise ValueError(f"packed weights have unit_block {[c.unit_block for c in packed]}; these kernels read unit_block={unit_block}")
+        else:
+            packed = pack(spec, weights, allow_nonfinite=allow_nonfinite, unit_block=unit_block)
         self._packed = packed  # keeps the arrays alive while C holds pointers into them
         self._weights = self._ffi.new(f"{prefix}_weights *")
         self._keep = []
@@ -79,7 +95,7 @@ class Model:
     def __call__(self, x: Any, hx: tuple[Any, Any] | None = None, lengths: Any = None):
         spec = self.spec
         D, L, H, R, I = spec.num_directions, spec.num_layers, spec.hidden_size, spec.output_size, spec.input_size
-        x = _as_f32("x", x)
+        x = _as_float_array("x", x)  # shape checks first: refuse before copying anything
         if x.ndim == 2:
             batched = False
             T, B = x.shape[0], 1
@@ -103,23 +119,31 @@ class Model:
         fixed = self.program.schedule.seq_len
         if self.program.schedule.time_loop == "unrolled" and T != fixed:
             raise ValueError(f"this model was compiled unrolled for seq_len={fixed}; x has T={T}")
+        need = self._workspace_floats(T, B)
+        if need < 0:
+            raise ValueError(f"x has shape {x.shape}: T * B is too large ({_C_ERRORS.get(need, need)})")
+        x = np.ascontiguousarray(x, dtype=np.float32)
         ffi = self._ffi
         h0 = c0 = ffi.NULL
         keep = []
         if hx is not None:
             if not isinstance(hx, (tuple, list)) or len(hx) != 2:
                 raise TypeError("hx must be a tuple (h0, c0)")
-            h0a, c0a = _as_f32("h0", hx[0]), _as_f32("c0", hx[1])
+            h0a, c0a = _as_float_array("h0", hx[0]), _as_float_array("c0", hx[1])
             hs = (L * D, B, R) if batched else (L * D, R)
             cs = (L * D, B, H) if batched else (L * D, H)
             _check_shape("h0", h0a, hs, "(num_layers * num_directions, batch, proj_size or hidden_size)")
             _check_shape("c0", c0a, cs, "(num_layers * num_directions, batch, hidden_size)")
+            h0a, c0a = np.ascontiguousarray(h0a, dtype=np.float32), np.ascontiguousarray(c0a, dtype=np.float32)
             keep += [h0a, c0a]
             h0 = ffi.from_buffer("float[]", h0a)
             c0 = ffi.from_buffer("float[]", c0a)
         lens = ffi.NULL
         if lengths is not None:
-            la = np.asarray(lengths)
+            try:
+                la = np.asarray(lengths)
+            except (ValueError, TypeError) as exc:
+                raise TypeError(f"lengths must be an integer array, got {type(lengths).__name__} ({exc})") from None
             if la.dtype.kind not in "iu":
                 raise TypeError(f"lengths must be an integer array, got dtype {la.dtype}")
             if la.shape != (B,):
@@ -129,16 +153,18 @@ class Model:
             la = np.ascontiguousarray(la, dtype=np.int32)
             keep.append(la)
             lens = ffi.from_buffer("int32_t[]", la)
-        need = self._workspace_floats(T, B)
-        if need < 0:
-            raise ValueError(f"x has shape {x.shape}: T * B is too large ({_C_ERRORS.get(need, need)})")
-        ws = np.empty(max(need, 1), dtype=np.float32)
-        if spec.batch_first:
-            y = np.empty((B, T, D * R), dtype=np.float32)
-        else:
-            y = np.empty((T, B, D * R), dtype=np.float32)
-        h_n = np.empty((L * D, B, R), dtype=np.float32)
-        c_n = np.empty((L * D, B, H), dtype=np.float32)
+        try:
+            ws = np.empty(max(need, 1), dtype=np.float32)
+            if spec.batch_first:
+                y = np.empty((B, T, D * R), dtype=np.float32)
+            else:
+                y = np.empty((T, B, D * R), dtype=np.float32)
+            h_n = np.empty((L * D, B, R), dtype=np.float32)
+            c_n = np.empty((L * D, B, H), dtype=np.float32)
+        except MemoryError:
+            total = 4 * (need + T * B * D * R + L * D * B * (R + H))
+            raise MemoryError(f"x has shape {x.shape}: the workspace ({need} floats) and outputs need "
+                              f"{total / 2**30:.3g} GiB, which could not be allocated") from None
         fb = ffi.from_buffer
         rc = self._forward(self._weights, fb("float[]", x), T, B, lens, h0, c0, fb("float[]", y),
                            fb("float[]", h_n), fb("float[]", c_n), fb("float[]", ws), need)
@@ -158,7 +184,10 @@ class Model:
 
 
 class Stream:
-    """State for `batch` independent rows; `step(x_t) -> y_t`. Not shared between threads."""
+    """State for `batch` independent rows; `step(x_t) -> y_t`.
+
+    A stream is one sequence of states, so its calls are serialised by a lock: threads sharing a
+    stream take turns (the state stays consistent); for parallel work give each thread its own."""
 
     def __init__(self, model: Model, batch: int):
         if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or not 1 <= batch <= _INT32_MAX:
@@ -178,6 +207,7 @@ class Stream:
         self._out_shape = (B, R)
         self._fb = ffi.from_buffer
         self._fn = model._step
+        self._lock = threading.Lock()
 
     def step(self, x_t: Any) -> np.ndarray:
         """One time step: x_t (B, I) -> y_t (B, R). For batch=1 an (I,) input gives an (R,) output."""
@@ -192,31 +222,37 @@ class Stream:
                 raise ValueError(f"x_t has shape {x.shape}, expected {self._in_shape} (batch, input_size)")
         y = np.empty(self._out_shape, dtype=np.float32)
         w, h, c = self._args
-        rc = self._fn(w, self._fb("float[]", x), self.batch, h, c, self._fb("float[]", y), *self._ws_args)
+        with self._lock:
+            rc = self._fn(w, self._fb("float[]", x), self.batch, h, c, self._fb("float[]", y), *self._ws_args)
         if rc != 0:
             self.model._raise(rc, f"{self.model.prefix}_step")
         return y[0] if squeeze else y
 
     def reset(self, row: int | None = None) -> None:
         """Zero the state of every row, or of one row (a channel restarts; the others go on)."""
-        if row is None:
-            self._h.fill(0.0)
-            self._c.fill(0.0)
-            return
-        if isinstance(row, bool) or not isinstance(row, (int, np.integer)) or not 0 <= row < self.batch:
+        if row is not None and (isinstance(row, bool) or not isinstance(row, (int, np.integer)) or not 0 <= row < self.batch):
             raise ValueError(f"row must be an int in [0, {self.batch}), got {row!r}")
-        self._h[:, row] = 0.0
-        self._c[:, row] = 0.0
+        with self._lock:
+            if row is None:
+                self._h.fill(0.0)
+                self._c.fill(0.0)
+            else:
+                self._h[:, row] = 0.0
+                self._c[:, row] = 0.0
 
     @property
     def state(self) -> tuple[np.ndarray, np.ndarray]:
         """(h, c): copies, shapes (L, B, R) and (L, B, H)."""
-        return self._h.copy(), self._c.copy()
+        with self._lock:
+            return self._h.copy(), self._c.copy()
 
     @state.setter
     def state(self, hc: tuple[Any, Any]) -> None:
+        if not isinstance(hc, (tuple, list)) or len(hc) != 2:
+            raise TypeError("state must be a pair (h, c)")
         h, c = _as_f32("h", hc[0]), _as_f32("c", hc[1])
         _check_shape("h", h, self._h.shape, "(num_layers, batch, proj_size or hidden_size)")
         _check_shape("c", c, self._c.shape, "(num_layers, batch, hidden_size)")
-        self._h[...] = h
-        self._c[...] = c
+        with self._lock:
+            self._h[...] = h
+            self._c[...] = c

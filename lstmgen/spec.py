@@ -22,6 +22,7 @@ from typing import Any, Mapping
 MAX_DIM = 1 << 16
 MAX_LAYERS = 64
 MAX_PARAMS = 1 << 28  # 256 Mi floats = 1 GiB of float32 weights
+MAX_SPEC_BYTES = 1 << 20  # a spec file is a few lines; refuse to parse megabytes
 
 # ONNX activation functions: name -> (default alpha, default beta); None = not used.
 ACTIVATIONS: dict[str, tuple[float | None, float | None]] = {
@@ -84,14 +85,21 @@ def make_activation(value: Any, where: str) -> Activation:
     return Activation(canonical, dalpha if alpha is None else alpha, dbeta if beta is None else beta)
 
 
+FLOAT32_MAX = 3.4028234663852886e38  # these numbers are written into the C as float32
+
+
 def _opt_float(value: Any, where: str) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{where} must be a number, got {type(value).__name__}")
-    if not math.isfinite(value):
-        raise ValueError(f"{where} must be finite, got {value!r}")
-    return float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int too large for any float
+        raise ValueError(f"{where} must be a finite float32, got an integer of {int(value).bit_length()} bits") from None
+    if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
+        raise ValueError(f"{where} must be a finite float32 (|v| <= {FLOAT32_MAX:.7g}), got {value!r}")
+    return value
 
 
 def _check_int(name: str, value: Any, lo: int, hi: int) -> int:
@@ -107,6 +115,44 @@ def _check_bool(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
     return value
+
+
+def _count_parameters(I: int, H: int, L: int, D: int, P: int, bias: bool, peepholes: bool) -> int:
+    """state_dict floats, by formula (no per-layer loop: L may be absurd here)."""
+    R = P or H
+    per_direction_first = 4 * H * (I + R)
+    per_direction_rest = 4 * H * (D * R + R)
+    extra = (8 * H if bias else 0) + P * H + (3 * H if peepholes else 0)
+    return D * (per_direction_first + (L - 1) * per_direction_rest) + L * D * extra
+
+
+def _refuse_absurd_sizes(spec: Any) -> None:
+    """Say what an absurd model would need before anything else looks at it (no allocation, no
+    loop over layers). Only sizes that already passed their type check are considered; the field
+    checks that follow report the rest."""
+    names = ("input_size", "hidden_size", "num_layers", "proj_size")
+    vals = [getattr(spec, n) for n in names]
+    if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 0 for v in vals):
+        return
+    I, H, L, P = (int(v) for v in vals)
+    if min(I, H, L) < 1:
+        return
+    D = 2 if spec.bidirectional is True else 1
+    n = _count_parameters(I, H, L, D, P, spec.bias is True, spec.peepholes is True)
+    if n > MAX_PARAMS:
+        given = ", ".join(f"{k}={v}" for k, v in zip(names, (I, H, L, P)) if k != "proj_size" or v)
+        raise ValueError(
+            f"model too large: {given}{', bidirectional' if D == 2 else ''} means {n} parameters, "
+            f"{_human_bytes(4 * n)} of float32 weights (limit {MAX_PARAMS} parameters, "
+            f"{_human_bytes(4 * MAX_PARAMS)})"
+        )
+
+
+def _human_bytes(n: int) -> str:
+    for unit, size in (("EiB", 2**60), ("PiB", 2**50), ("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n} bytes"
 
 
 @dataclass(frozen=True)
@@ -130,6 +176,7 @@ class LSTMSpec:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
+        _refuse_absurd_sizes(self)
         set_(self, "input_size", _check_int("input_size", self.input_size, 1, MAX_DIM))
         set_(self, "hidden_size", _check_int("hidden_size", self.hidden_size, 1, MAX_DIM))
         set_(self, "num_layers", _check_int("num_layers", self.num_layers, 1, MAX_LAYERS))
@@ -163,12 +210,7 @@ class LSTMSpec:
         if len(acts) == 6 and acts[:3] == acts[3:]:
             acts = acts[:3]
         set_(self, "activations", acts)
-        n = self.num_parameters
-        if n > MAX_PARAMS:
-            raise ValueError(
-                f"model too large: {n} parameters would need {n * 4 / 2**20:.0f} MiB of float32 "
-                f"weights (limit {MAX_PARAMS} parameters)"
-            )
+        _refuse_absurd_sizes(self)  # again with the validated values (peepholes, bias are bools now)
 
     # ---- derived sizes -------------------------------------------------------------------
     @property
@@ -246,6 +288,9 @@ class LSTMSpec:
         if not isinstance(data, Mapping):
             raise TypeError(f"{where}: a spec is a mapping of field names, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
+        for key in data:
+            if not isinstance(key, str):
+                raise TypeError(f"{where}: field names must be strings, got {key!r}")
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"{where}: unknown field(s) {unknown}; known fields: {sorted(known)}")
@@ -262,17 +307,27 @@ class LSTMSpec:
         """Read a spec from a .json or .toml file with LSTMSpec's field names."""
         path = os.fspath(path)
         with open(path, "rb") as fh:
-            raw = fh.read()
+            raw = fh.read(MAX_SPEC_BYTES + 1)
+        return cls.loads(raw, fmt="toml" if path.endswith(".toml") else "json", where=path)
+
+    @classmethod
+    def loads(cls, raw: bytes | str, fmt: str = "json", where: str = "spec") -> "LSTMSpec":
+        """Parse spec text (JSON or TOML, UTF-8). Any malformed input raises ValueError or TypeError."""
+        if fmt not in ("json", "toml"):
+            raise ValueError(f"spec format must be 'json' or 'toml', got {fmt!r}")
+        if len(raw) > MAX_SPEC_BYTES:
+            raise ValueError(f"{where}: a spec file is a few lines; this one is over {MAX_SPEC_BYTES} bytes")
         try:
-            if path.endswith(".toml"):
+            text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+            if fmt == "toml":
                 import tomllib
 
-                data = tomllib.loads(raw.decode("utf-8"))
+                data = tomllib.loads(text)
             else:
-                data = json.loads(raw.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{path}: not a valid {'TOML' if path.endswith('.toml') else 'JSON'} spec: {exc}") from None
-        return cls.from_dict(data, where=path)
+                data = json.loads(text)
+        except (ValueError, UnicodeError, RecursionError) as exc:  # RecursionError: absurd nesting
+            raise ValueError(f"{where}: not a valid {fmt.upper()} spec: {type(exc).__name__}: {exc}"[:2000]) from None
+        return cls.from_dict(data, where=where)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
