@@ -11,12 +11,20 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 
 import numpy as np
 import pytest
 from conftest import ROOT, need_tool
+from embedded_tools import (
+    FIRMWARE,
+    STRICT,
+    build_firmware,
+    build_selftest,
+    copy_example,
+    instructions_per_step,
+    run_firmware,
+)
 
 import lstmgen
 from lstmgen import embedded
@@ -24,19 +32,11 @@ from lstmgen.cli import main as cli_main
 from lstmgen.ir import build_program
 
 GENERATED = os.path.join(ROOT, "generated")
-FW = os.path.join(ROOT, "tests", "embedded_fw")
-STRICT = ["-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Wdouble-promotion", "-Wconversion", "-Wshadow", "-Wvla", "-Werror"]
 KWS = dict(input_size=40, hidden_size=64, num_layers=2)  # examples/kws.json
 
 
 def _copy_example(name: str, dst) -> str:
-    out = os.path.join(str(dst), name)
-    shutil.copytree(os.path.join(GENERATED, name), out)
-    return out
-
-
-def _model_c(folder: str, prefix: str) -> list[str]:
-    return [f"{prefix}.c", f"{prefix}_state.c", f"{prefix}_weights.c"]
+    return copy_example(name, str(dst))
 
 
 def _run(cmd, cwd=None, timeout=120) -> subprocess.CompletedProcess:
@@ -154,8 +154,7 @@ def test_selftest_passes_across_schedules(tmp_path):
         out = tmp_path / f"m{i}"
         lstmgen.generate_embedded(spec, lstmgen.random_weights(spec, seed=i), out, prefix=f"m{i}", **case["opts"])
         exe = str(out / "selftest")
-        build = _run([cc, *STRICT, "-O1", "-o", exe, *_model_c(str(out), f"m{i}"), f"m{i}_selftest.c", "-lm"], cwd=out)
-        assert build.returncode == 0, build.stderr
+        build_selftest(str(out), f"m{i}", cc, ["-O1", *STRICT], exe)
         run = _run([exe])
         assert run.returncode == 0 and f"m{i} selftest: PASS" in run.stdout, run.stdout
         stream = not (spec.bidirectional or spec.reverse)
@@ -167,8 +166,7 @@ def test_valgrind_no_invalid_access_and_no_allocation(tmp_path):
     cc = need_tool("gcc")
     folder = _copy_example("kws", tmp_path)
     exe = os.path.join(folder, "selftest")
-    build = _run([cc, *STRICT, "-O1", "-g", "-o", exe, *_model_c(folder, "kws"), "kws_selftest.c", "-lm"], cwd=folder)
-    assert build.returncode == 0, build.stderr
+    build_selftest(folder, "kws", cc, ["-O1", "-g", *STRICT], exe)
     run = _run([valgrind, "--error-exitcode=99", exe])
     assert run.returncode == 0, run.stdout + run.stderr
     assert "kws selftest: PASS" in run.stdout
@@ -229,50 +227,20 @@ def test_selftest_on_arm_linux_under_qemu_user(tmp_path):
     for name in ("kws", "bidir_proj"):
         folder = _copy_example(name, tmp_path)
         exe = os.path.join(folder, "selftest_armhf")
-        build = _run([cc, *STRICT, "-O2", "-o", exe, *_model_c(folder, name), f"{name}_selftest.c", "-lm"], cwd=folder)
-        assert build.returncode == 0, build.stderr
+        build_selftest(folder, name, cc, ["-O2", *STRICT], exe)
         run = _run([qemu, "-L", "/usr/arm-linux-gnueabihf", exe])
         assert run.returncode == 0, run.stdout + run.stderr
         assert f"{name} selftest: PASS (0 failures)" in run.stdout
 
 
-# (cpu, flags, qemu machine): the M0+ build (ARMv6-M, soft float) runs on the Cortex-M3 board,
-# since QEMU has no Cortex-M0+ board with room for the weights; ARMv7-M executes ARMv6-M code.
-FIRMWARE = {
-    "cortex-m4": "mps2-an386",
-    "cortex-m0plus": "mps2-an385",
-}
-
-
-def build_firmware(folder: str, name: str, cpu: str, out: str) -> None:
-    gcc = need_tool("arm-none-eabi-gcc")
-    cmd = [gcc, *embedded.CPU_FLAGS[cpu], "-Os", "-std=c99", "-Wall", "-Wextra", "-Werror", "--specs=rdimon.specs",
-           "-nostartfiles", "-T", os.path.join(FW, "mps2.ld"), "-DSELFTEST_CLOCK=fw_clock", os.path.join(FW, "startup.c"),
-           *_model_c(folder, name), f"{name}_selftest.c", "-lm", "-o", out]
-    run = _run(cmd, cwd=folder)
-    assert run.returncode == 0, run.stderr
-
-
-def run_firmware(elf: str, machine: str) -> subprocess.CompletedProcess:
-    qemu = need_tool("qemu-system-arm")
-    return _run([qemu, "-M", machine, "-nographic", "-monitor", "none", "-semihosting-config", "enable=on,target=native",
-                 "-icount", "shift=0", "-kernel", elf], timeout=120)
-
-
-def instructions_per_step(stdout: str) -> float:
-    """SysTick ticks per step, converted with the calibration loop of known instruction count."""
-    cal = re.search(r"calibration: (\d+) clock ticks for (\d+) instructions", stdout)
-    ticks = re.search(r"clock ticks per step[^:]*: ([\d.]+)", stdout)
-    assert cal and ticks, stdout
-    return float(ticks.group(1)) * int(cal.group(2)) / int(cal.group(1))
-
-
 @pytest.mark.parametrize("cpu", sorted(FIRMWARE))
 def test_selftest_as_cortex_m_firmware_under_qemu_system(tmp_path, cpu):
+    need_tool("arm-none-eabi-gcc")
+    need_tool("qemu-system-arm")
     folder = _copy_example("kws", tmp_path)
     elf = os.path.join(folder, "fw.elf")
     build_firmware(folder, "kws", cpu, elf)
-    run = run_firmware(elf, FIRMWARE[cpu])
+    run = run_firmware(elf, cpu)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "kws selftest: PASS (0 failures)" in run.stdout
     ips = instructions_per_step(run.stdout)
@@ -282,6 +250,8 @@ def test_selftest_as_cortex_m_firmware_under_qemu_system(tmp_path, cpu):
 
 
 def test_firmware_exit_status_reports_a_failure(tmp_path):
+    need_tool("arm-none-eabi-gcc")
+    need_tool("qemu-system-arm")
     folder = _copy_example("bidir_proj", tmp_path)
     path = os.path.join(folder, "bidir_proj_selftest.c")
     text = open(path).read()
@@ -289,5 +259,5 @@ def test_firmware_exit_status_reports_a_failure(tmp_path):
     open(path, "w").write(text)
     elf = os.path.join(folder, "fw.elf")
     build_firmware(folder, "bidir_proj", "cortex-m4", elf)
-    run = run_firmware(elf, FIRMWARE["cortex-m4"])
+    run = run_firmware(elf, "cortex-m4")
     assert run.returncode == 1 and "bidir_proj selftest: FAIL" in run.stdout, run.stdout
