@@ -149,6 +149,8 @@ def _refuse_absurd_sizes(spec: Any) -> None:
 
 
 def _human_bytes(n: int) -> str:
+    if n >= 2**70:  # beyond a float's comfort: say it in powers of two
+        return f"about 2^{n.bit_length() - 1} bytes"
     for unit, size in (("EiB", 2**60), ("PiB", 2**50), ("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if n >= size:
             return f"{n / size:.3g} {unit}"

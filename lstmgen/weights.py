@@ -59,7 +59,10 @@ def check_weights(spec: LSTMSpec, weights: Mapping[str, Any], *, allow_nonfinite
         value = weights[key]
         if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor
             value = value.detach().cpu().numpy()
-        arr = np.asarray(value)
+        try:
+            arr = np.asarray(value)
+        except (ValueError, TypeError) as exc:  # ragged nested lists and the like
+            raise TypeError(f"weight {key!r} must be a real floating array, got {type(value).__name__} ({exc})") from None
         if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
             raise TypeError(f"weight {key!r} must be a real floating array, got dtype {arr.dtype}")
         if arr.shape != shape:
@@ -67,7 +70,7 @@ def check_weights(spec: LSTMSpec, weights: Mapping[str, Any], *, allow_nonfinite
         arr = np.ascontiguousarray(arr, dtype=np.float32)
         if not allow_nonfinite and not np.isfinite(arr).all():
             bad = int((~np.isfinite(arr)).sum())
-            raise ValueError(f"weight {key!r} has {bad} NaN/Inf value(s); pass allow_nonfinite=True to keep them")
+            raise ValueError(f"weight {key!r} has {bad} NaN/Inf value(s) (as float32); pass allow_nonfinite=True to keep them")
         out[key] = arr
     return out
 
