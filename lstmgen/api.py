@@ -75,14 +75,28 @@ def generate(spec: Any, weights: Mapping[str, Any] | None, out_dir: str | os.Pat
     return paths
 
 
-def from_torch(module: Any) -> tuple[LSTMSpec, dict[str, Any]]:
-    """(spec, weights) from a torch.nn.LSTM instance. torch is needed only here."""
+def from_torch(module: Any, *, batch_first: bool | None = None,
+               prefix: str | None = None) -> tuple[LSTMSpec, dict[str, Any]]:
+    """(spec, weights) from a torch.nn.LSTM instance, a state_dict, or a .pt/.pth/.npz file of one.
+
+    For a state_dict the spec is inferred from its keys and shapes (see lstmgen.importers);
+    batch_first cannot be inferred and defaults to False; `prefix` picks the LSTM's keys out of an
+    enclosing module's state_dict. torch is needed for modules and .pt/.pth files only.
+    """
+    if isinstance(module, (str, os.PathLike, Mapping)):
+        from .importers import from_state_dict
+
+        return from_state_dict(module, batch_first=bool(batch_first), prefix=prefix)
     try:
         import torch
     except ImportError as exc:  # pragma: no cover - exercised only without torch
         raise ImportError("lstmgen.from_torch needs torch installed") from exc
     if not isinstance(module, torch.nn.LSTM):
-        raise TypeError(f"from_torch expects a torch.nn.LSTM, got {type(module).__name__}")
+        raise TypeError(f"from_torch expects a torch.nn.LSTM, a state_dict or a path, got {type(module).__name__}")
+    if batch_first is not None and batch_first != module.batch_first:
+        raise ValueError(f"batch_first={batch_first} contradicts the module's batch_first={module.batch_first}")
+    if prefix is not None:
+        raise ValueError("prefix applies to state_dicts, not to a torch.nn.LSTM module")
     spec = LSTMSpec(
         input_size=module.input_size,
         hidden_size=module.hidden_size,

@@ -39,6 +39,12 @@ def load_weights(path: str) -> dict[str, Any]:
 
 
 def _spec_and_weights(args: argparse.Namespace) -> tuple[LSTMSpec, dict[str, Any] | None]:
+    if str(args.spec).endswith(".onnx"):  # an ONNX model carries its spec and its weights
+        from .onnx_import import from_onnx
+
+        if getattr(args, "weights", None):
+            raise ValueError(f"{args.spec}: an .onnx model carries its own weights; drop --weights")
+        return from_onnx(args.spec)
     spec = as_spec(args.spec)
     weights = load_weights(args.weights) if getattr(args, "weights", None) else None
     return spec, weights
@@ -85,7 +91,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    spec = as_spec(args.spec)
+    if str(args.spec).endswith(".onnx"):
+        from .onnx_import import import_onnx
+
+        imported = import_onnx(args.spec)
+        spec = imported.spec
+        if not args.dot:
+            print(imported.describe())
+    else:
+        spec = as_spec(args.spec)
     from .ir import Schedule
 
     program = build_program(spec, Schedule(time_loop=args.time_loop, seq_len=args.seq_len, chunk=args.chunk))
@@ -146,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
 
     g = sub.add_parser("generate", help="write standalone C for a spec (with its weights embedded if given)")
-    g.add_argument("spec", help="spec file (.json or .toml)")
+    g.add_argument("spec", help="spec file (.json or .toml), or an ONNX model (.onnx, weights included)")
     g.add_argument("--weights", help="weights (.npz, or .pt/.pth with torch) with state_dict names")
     g.add_argument("--out", required=True, help="output folder")
     g.add_argument("--prefix", default="lstm", help="C symbol prefix (a C identifier)")
@@ -173,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.set_defaults(fn=cmd_report)
 
     i = sub.add_parser("inspect", help="print the lowered IR of a spec")
-    i.add_argument("spec")
+    i.add_argument("spec", help="spec file (.json or .toml), or an ONNX model (.onnx)")
     i.add_argument("--dot", action="store_true", help="print Graphviz dot instead")
     _schedule_args(i)
     i.set_defaults(fn=cmd_inspect)

@@ -10,6 +10,7 @@ workspace, so one Model may be called from several threads at once.
 
 from __future__ import annotations
 
+import os
 import threading
 from types import ModuleType
 from typing import Any, Mapping, Sequence
@@ -38,9 +39,21 @@ def _as_float_array(name: str, value: Any) -> np.ndarray:
     return arr
 
 
+def _physical_memory() -> float:
+    """Bytes of RAM (inf when the platform does not say)."""
+    try:
+        return float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return float("inf")
+
+
+_C_LAYOUT = ["C_CONTIGUOUS", "ALIGNED"]  # what a C float* may point at: dense, native, aligned
+
+
 def _as_f32(name: str, value: Any) -> np.ndarray:
-    """float32, C-contiguous, native byte order: the input itself when it already is, else one copy."""
-    return np.ascontiguousarray(_as_float_array(name, value), dtype=np.float32)
+    """float32, C-contiguous, aligned, native byte order: the input itself when it already is, else
+    one copy (np.ascontiguousarray alone would pass an unaligned buffer through)."""
+    return np.require(_as_float_array(name, value), np.float32, _C_LAYOUT)
 
 
 def _check_shape(name: str, arr: np.ndarray, shape: tuple[int, ...], meaning: str) -> None:
@@ -116,7 +129,22 @@ class Model:
         need = self._workspace_floats(T, B)
         if need < 0:
             raise ValueError(f"x has shape {x.shape}: T * B is too large ({_C_ERRORS.get(need, need)})")
-        x = np.ascontiguousarray(x, dtype=np.float32)
+        total = 4 * (need + T * B * (D * R + I) + L * D * B * (R + H))  # workspace, outputs, a copy of x
+        if total > _physical_memory():  # np.empty would "succeed" (overcommit) and the C would then die
+            raise MemoryError(f"x has shape {x.shape}: the workspace ({need} floats), outputs and input need "
+                              f"{total / 2**30:.3g} GiB, more than this machine's {_physical_memory() / 2**30:.3g} GiB of memory")
+        try:  # the large buffers first: a huge request fails here, before any copy of x is made
+            ws = np.empty(max(need, 1), dtype=np.float32)
+            if spec.batch_first:
+                y = np.empty((B, T, D * R), dtype=np.float32)
+            else:
+                y = np.empty((T, B, D * R), dtype=np.float32)
+            h_n = np.empty((L * D, B, R), dtype=np.float32)
+            c_n = np.empty((L * D, B, H), dtype=np.float32)
+            x = np.require(x, np.float32, _C_LAYOUT)
+        except MemoryError:
+            raise MemoryError(f"x has shape {x.shape}: the workspace ({need} floats), outputs and input "
+                              f"need {total / 2**30:.3g} GiB, which could not be allocated") from None
         ffi = self._ffi
         h0 = c0 = ffi.NULL
         keep = []
@@ -128,7 +156,7 @@ class Model:
             cs = (L * D, B, H) if batched else (L * D, H)
             _check_shape("h0", h0a, hs, "(num_layers * num_directions, batch, proj_size or hidden_size)")
             _check_shape("c0", c0a, cs, "(num_layers * num_directions, batch, hidden_size)")
-            h0a, c0a = np.ascontiguousarray(h0a, dtype=np.float32), np.ascontiguousarray(c0a, dtype=np.float32)
+            h0a, c0a = np.require(h0a, np.float32, _C_LAYOUT), np.require(c0a, np.float32, _C_LAYOUT)
             keep += [h0a, c0a]
             h0 = ffi.from_buffer("float[]", h0a)
             c0 = ffi.from_buffer("float[]", c0a)
@@ -144,21 +172,9 @@ class Model:
                 raise ValueError(f"lengths has shape {la.shape}, expected ({B},) (one length per batch row)")
             if la.size and (la.min() < 1 or la.max() > T):
                 raise ValueError(f"lengths must satisfy 1 <= lengths[b] <= T = {T}, got min {la.min()} max {la.max()}")
-            la = np.ascontiguousarray(la, dtype=np.int32)
+            la = np.require(la, np.int32, _C_LAYOUT)
             keep.append(la)
             lens = ffi.from_buffer("int32_t[]", la)
-        try:
-            ws = np.empty(max(need, 1), dtype=np.float32)
-            if spec.batch_first:
-                y = np.empty((B, T, D * R), dtype=np.float32)
-            else:
-                y = np.empty((T, B, D * R), dtype=np.float32)
-            h_n = np.empty((L * D, B, R), dtype=np.float32)
-            c_n = np.empty((L * D, B, H), dtype=np.float32)
-        except MemoryError:
-            total = 4 * (need + T * B * D * R + L * D * B * (R + H))
-            raise MemoryError(f"x has shape {x.shape}: the workspace ({need} floats) and outputs need "
-                              f"{total / 2**30:.3g} GiB, which could not be allocated") from None
         fb = ffi.from_buffer
         rc = self._forward(self._weights, fb("float[]", x), T, B, lens, h0, c0, fb("float[]", y),
                            fb("float[]", h_n), fb("float[]", c_n), fb("float[]", ws), need)
@@ -206,7 +222,7 @@ class Stream:
     def step(self, x_t: Any) -> np.ndarray:
         """One time step: x_t (B, I) -> y_t (B, R). For batch=1 an (I,) input gives an (R,) output."""
         x = x_t
-        if type(x) is not np.ndarray or x.dtype != np.float32 or not x.flags.c_contiguous:
+        if type(x) is not np.ndarray or x.dtype != np.float32 or not x.flags.c_contiguous or not x.flags.aligned:
             x = _as_f32("x_t", x)
         squeeze = False
         if x.shape != self._in_shape:
