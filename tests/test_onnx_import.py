@@ -185,6 +185,40 @@ def test_torch_export_imports_and_matches(ort, dynamo, case):
         assert float(np.abs(got - ref.numpy()).max()) < ATOL
 
 
+@pytest.mark.parametrize("opset", [9, 11, 13])
+@pytest.mark.parametrize("case", ["bidir_2layer_batch_first", "initial_state", "unbatched"])
+def test_legacy_exporter_older_opsets(ort, opset, case):
+    """Opsets 9..12 spell Squeeze/Unsqueeze/Slice with attributes; opsets 7 and 8 make the zero
+    state with the experimental ConstantFill, which onnxruntime cannot run and lstmgen refuses."""
+    torch = need_module("torch")
+    make, args, names, _ = torch_cases(torch)[case]
+    torch.manual_seed(1)
+    module = make().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        f = io.BytesIO()
+        torch.onnx.export(module, args, f, dynamo=False, opset_version=opset, input_names=names,
+                          output_names=["out", "h_n", "c_n"])
+    import onnx
+
+    model = onnx.load_from_string(f.getvalue())
+    assert model.opset_import[0].version == opset
+    check_import(ort, f"torch-legacy-opset{opset}-{case}", model, {n: a.numpy() for n, a in zip(names, args)})
+
+
+def test_legacy_opset8_constantfill_is_refused():
+    torch = need_module("torch")
+    need_module("onnx")
+    import onnx
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        f = io.BytesIO()
+        torch.onnx.export(torch.nn.LSTM(I, H).eval(), (torch.randn(T, B, I),), f, dynamo=False, opset_version=8)
+    with pytest.raises(ValueError, match=r"node #\d+ ConstantFill .*op ConstantFill is not supported"):
+        lstmgen.from_onnx(onnx.load_from_string(f.getvalue()))
+
+
 def test_dynamo_proj_size_is_refused(ort):
     """torch 2.13's dynamo exporter writes an LSTM with proj_size as a plain LSTM of hidden_size =
     proj_size with the full-size cell state (the projection is dropped; onnxruntime then fails at
