@@ -434,6 +434,15 @@ def test_refuses_intermediate_layer_output_and_disagreeing_layers(ort):
     m2.graph.output.append(helper.make_tensor_value_info("seq1", 1, None))
     with pytest.raises(ValueError, match="graph output 'seq1' is an LSTM output that is not the last layer"):
         lstmgen.from_onnx(m2)
+    # layer glue that does not put (T, B, D*H) together: the Transpose before the merge left out
+    m4 = copy.deepcopy(model)
+    for n in m4.graph.node:
+        if n.op_type == "Transpose" and list(n.attribute[0].ints) == [0, 2, 1, 3]:
+            del n.attribute[:]
+            n.attribute.append(helper.make_attribute("perm", [0, 1, 2, 3]))
+    with pytest.raises(ValueError, match=r"node #\d+ Reshape: Reshape to \[0, 0, -1\] of an LSTM output with "
+                                         r"axes \('x'\[0\], D, 'x'\[1\], H\) is not a merge"):
+        lstmgen.from_onnx(m4)
     m3 = copy.deepcopy(model)
     lstm1 = [n for n in m3.graph.node if n.op_type == "LSTM"][1]
     lstm1.attribute.append(helper.make_attribute("clip", 2.0))
