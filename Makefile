@@ -4,7 +4,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test generate lint bench sanitize clean
+.PHONY: venv demo test generate lint bench sanitize fuzz clean
 
 # The venv with lstmgen installed editable plus the test tools; rebuilt when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -21,6 +21,20 @@ demo: $(STAMP)
 # The whole suite (goldens, parity, schedules, standalone C, packaging). CI runs exactly this.
 test: $(STAMP)
 	$(VPY) -m pytest -q
+
+# Hostile input and faults, the long way (make test runs a bounded part of each): the generated C
+# over 49 configs under gcc and clang ASan+UBSan (-O1/-O2/-O3), clang MSan and valgrind; 60 random
+# specs against the reference; every fuzzer for 30-60 s; the 100k-step sequence against the reference.
+sanitize: $(STAMP)
+	$(VPY) -m pip install -q atheris
+	LSTMGEN_FULL=1 $(VPY) -m pytest -q -s tests/test_sanitize.py tests/test_fuzz.py tests/test_hostile.py tests/test_cache.py tests/test_inputs.py
+
+# Coverage-guided fuzzing only, as long as you like (make fuzz FUZZ_SECONDS=600); crashes land in
+# fuzz/regressions/, which make test replays.
+FUZZ_SECONDS ?= 60
+fuzz: $(STAMP)
+	$(VPY) -m pip install -q atheris onnx
+	$(VPY) fuzz/run.py --seconds $(FUZZ_SECONDS)
 
 # Regenerate the checked-in C in generated/ (a test fails when it is stale).
 generate: $(STAMP)

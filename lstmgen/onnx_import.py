@@ -1123,7 +1123,10 @@ def _load(model: Any) -> Any:
         except Exception as exc:  # onnx raises DecodeError and others
             raise ValueError(f"{path}: cannot read as an ONNX model: {exc}") from None
     if isinstance(model, (bytes, bytearray)):
-        return onnx.load_from_string(bytes(model))
+        try:
+            return onnx.load_from_string(bytes(model))
+        except Exception as exc:  # protobuf's DecodeError and others: not a ValueError (found by fuzz/)
+            raise ValueError(f"cannot read {len(model)} bytes as an ONNX model: {exc}") from None
     if isinstance(model, onnx.ModelProto):
         return model
     raise TypeError(f"expected an onnx.ModelProto, bytes or a path to a .onnx file, got {type(model).__name__}")
@@ -1131,7 +1134,16 @@ def _load(model: Any) -> Any:
 
 def import_onnx(model: Any) -> OnnxImport:
     """Import an ONNX LSTM graph: spec, weights and the graph's relation to Model (see OnnxImport)."""
-    return _Importer(_load(model)).run()
+    loaded = _load(model)
+    importer = None
+    try:
+        importer = _Importer(loaded)
+        return importer.run()
+    except (ValueError, TypeError):
+        raise
+    except Exception as exc:  # onnx's helpers on malformed protos: KeyError, IndexError, ... (found by fuzz/)
+        where = getattr(importer, "where", None) or "the graph"
+        raise ValueError(f"malformed ONNX model at {where}: {type(exc).__name__}: {exc}") from exc
 
 
 def from_onnx(model: Any) -> tuple[LSTMSpec, dict[str, np.ndarray]]:

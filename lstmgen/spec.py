@@ -14,8 +14,9 @@ import json
 import math
 import numbers
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 # Largest size accepted for any one dimension, and for the total parameter count. Beyond
 # these the C would not fit anything lstmgen targets; the error says what it would need.
@@ -117,10 +118,10 @@ def _check_bool(name: str, value: Any) -> bool:
     return value
 
 
-def _count_parameters(I: int, H: int, L: int, D: int, P: int, bias: bool, peepholes: bool) -> int:
+def _count_parameters(NI: int, H: int, L: int, D: int, P: int, bias: bool, peepholes: bool) -> int:
     """state_dict floats, by formula (no per-layer loop: L may be absurd here)."""
     R = P or H
-    per_direction_first = 4 * H * (I + R)
+    per_direction_first = 4 * H * (NI + R)
     per_direction_rest = 4 * H * (D * R + R)
     extra = (8 * H if bias else 0) + P * H + (3 * H if peepholes else 0)
     return D * (per_direction_first + (L - 1) * per_direction_rest) + L * D * extra
@@ -134,13 +135,13 @@ def _refuse_absurd_sizes(spec: Any) -> None:
     vals = [getattr(spec, n) for n in names]
     if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 0 for v in vals):
         return
-    I, H, L, P = (int(v) for v in vals)
-    if min(I, H, L) < 1:
+    NI, H, L, P = (int(v) for v in vals)
+    if min(NI, H, L) < 1:
         return
     D = 2 if spec.bidirectional is True else 1
-    n = _count_parameters(I, H, L, D, P, spec.bias is True, spec.peepholes is True)
+    n = _count_parameters(NI, H, L, D, P, spec.bias is True, spec.peepholes is True)
     if n > MAX_PARAMS:
-        given = ", ".join(f"{k}={v}" for k, v in zip(names, (I, H, L, P)) if k != "proj_size" or v)
+        given = ", ".join(f"{k}={v}" for k, v in zip(names, (NI, H, L, P)) if k != "proj_size" or v)
         raise ValueError(
             f"model too large: {given}{', bidirectional' if D == 2 else ''} means {n} parameters, "
             f"{_human_bytes(4 * n)} of float32 weights (limit {MAX_PARAMS} parameters, "

@@ -384,7 +384,7 @@ def write_cases(configs: list[Config], path: str, seed: int = 0) -> list[Prepare
     with open(path, "wb") as fh:
         for i, cfg in enumerate(configs):
             spec = cfg.spec
-            C, R, H, I = spec.num_layers * spec.num_directions, spec.output_size, spec.hidden_size, spec.input_size
+            C, R, H, NI = spec.num_layers * spec.num_directions, spec.output_size, spec.hidden_size, spec.input_size
             for case in cfg.cases:
                 T, B = case.T, case.B
                 flags = (1 if case.lengths else 0) | (2 if case.hx else 0) | (4 if case.in_place and case.hx else 0)
@@ -392,7 +392,7 @@ def write_cases(configs: list[Config], path: str, seed: int = 0) -> list[Prepare
                 if lengths is not None:
                     lengths[rng.integers(B)] = T
                 batch_first = spec.batch_first and case.mode == "forward"
-                x = rng.standard_normal((B, T, I) if batch_first else (T, B, I)).astype(np.float32)
+                x = rng.standard_normal((B, T, NI) if batch_first else (T, B, NI)).astype(np.float32)
                 h0 = rng.standard_normal((C, B, R)).astype(np.float32) if case.hx else None
                 c0 = rng.standard_normal((C, B, H)).astype(np.float32) if case.hx else None
                 reset_at, reset_row = case.reset if case.reset else (-1, -1)

@@ -22,7 +22,7 @@ import lstmgen
 
 SPEC = lstmgen.LSTMSpec(input_size=3, hidden_size=5, num_layers=2, proj_size=2)
 W = lstmgen.random_weights(SPEC, seed=11)
-T, B, I = 6, 4, 3
+T, B, NI = 6, 4, 3
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def model():
 @pytest.fixture(scope="module")
 def base(model):
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    x = rng.standard_normal((T, B, NI)).astype(np.float32)
     h0 = rng.standard_normal((2, B, 2)).astype(np.float32)
     c0 = rng.standard_normal((2, B, 5)).astype(np.float32)
     lengths = np.array([6, 1, 3, 5])
@@ -204,7 +204,7 @@ def test_ragged_and_odd_containers_refused(model, base):
         model(x, h0)
 
 
-@pytest.mark.parametrize("shape", [(0, B, I), (T, 0, I), (T, B, 0), (0, I), (0,), (T, B, I, 1), (), (T, B, I + 1)])
+@pytest.mark.parametrize("shape", [(0, B, NI), (T, 0, NI), (T, B, 0), (0, NI), (0,), (T, B, NI, 1), (), (T, B, NI + 1)])
 def test_zero_size_and_wrong_rank_refused(model, shape):
     with pytest.raises(ValueError, match="x"):
         model(np.zeros(shape, np.float32))
@@ -224,13 +224,13 @@ def test_zero_size_state_and_lengths_refused(model, base):
 
 
 def test_huge_arrays_refused_without_copying(model):
-    z = np.zeros((1, 1, I), np.float32)
+    z = np.zeros((1, 1, NI), np.float32)
     tracemalloc.start()
     try:
         for shape, err, match in [
-            ((2**31, 1, I), ValueError, "int32"),  # T past int32: refused from the shape alone
-            ((1, 2**31, I), ValueError, "int32"),
-            ((2**22, 2**10, I), MemoryError, "GiB"),  # fits int32, but needs ~TiB of workspace
+            ((2**31, 1, NI), ValueError, "int32"),  # T past int32: refused from the shape alone
+            ((1, 2**31, NI), ValueError, "int32"),
+            ((2**22, 2**10, NI), MemoryError, "GiB"),  # fits int32, but needs ~TiB of workspace
         ]:
             t0 = time.perf_counter()
             with pytest.raises(err, match=match):
@@ -245,7 +245,7 @@ def test_huge_arrays_refused_without_copying(model):
 def test_stream_inputs(model):
     s = model.stream(batch=2)
     rng = np.random.default_rng(3)
-    xs = rng.standard_normal((5, 2, I)).astype(np.float32)
+    xs = rng.standard_normal((5, 2, NI)).astype(np.float32)
     ref = [s.step(x) for x in xs]
     for conv in (strided, np.asfortranarray, unaligned, readonly, lambda a: a.astype(">f4"), lambda a: a.astype(np.float64), lambda a: a.tolist()):
         s.reset()
@@ -254,8 +254,8 @@ def test_stream_inputs(model):
     s1 = model.stream()
     y = s1.step(xs[0, 0])
     assert y.shape == (2,)
-    for bad, err in ((np.zeros((2, I), np.float32), ValueError), (np.zeros(I + 1, np.float32), ValueError),
-                     (np.zeros(I, np.int32), TypeError), (np.zeros((1, 1, I), np.float32), ValueError)):
+    for bad, err in ((np.zeros((2, NI), np.float32), ValueError), (np.zeros(NI + 1, np.float32), ValueError),
+                     (np.zeros(NI, np.int32), TypeError), (np.zeros((1, 1, NI), np.float32), ValueError)):
         with pytest.raises(err, match="x_t"):
             s1.step(bad)
     with pytest.raises(TypeError, match="state"):
@@ -272,7 +272,7 @@ def test_many_threads_one_model_give_serial_results(model):
     jobs = []
     for i in range(48):
         t, b = int(rng.integers(1, 40)), int(rng.integers(1, 6))
-        x = rng.standard_normal((t, b, I)).astype(np.float32)
+        x = rng.standard_normal((t, b, NI)).astype(np.float32)
         lengths = rng.integers(1, t + 1, size=b) if i % 2 else None
         jobs.append((x, lengths))
     serial = [model(x, lengths=lengths) for x, lengths in jobs]
@@ -303,7 +303,7 @@ def test_many_threads_one_model_give_serial_results(model):
 def test_weight_sets_in_parallel(model):
     """with_weights models share one compiled module; threads using different sets do not mix."""
     models = [model.with_weights(lstmgen.random_weights(SPEC, seed=s)) for s in range(4)]
-    x = np.random.default_rng(1).standard_normal((30, 3, I)).astype(np.float32)
+    x = np.random.default_rng(1).standard_normal((30, 3, NI)).astype(np.float32)
     serial = [m(x) for m in models]
     out = [None] * 16
 
@@ -356,7 +356,7 @@ def test_gil_is_released_during_the_c_call():
 def test_stream_shared_by_threads_stays_consistent(model):
     """Calls on one Stream are serialised: 4 threads x 200 steps of the same input leave the state
     that 800 sequential steps leave (any interleaving of the C calls would corrupt it)."""
-    x = np.random.default_rng(2).standard_normal((3, I)).astype(np.float32)
+    x = np.random.default_rng(2).standard_normal((3, NI)).astype(np.float32)
     ref = model.stream(batch=3)
     for _ in range(800):
         ref.step(x)
@@ -378,7 +378,7 @@ def test_stream_shared_by_threads_stays_consistent(model):
 
 def test_streams_per_thread_run_in_parallel(model):
     rng = np.random.default_rng(4)
-    xs = rng.standard_normal((6, 100, 2, I)).astype(np.float32)
+    xs = rng.standard_normal((6, 100, 2, NI)).astype(np.float32)
     serial = []
     for k in range(6):
         s = model.stream(batch=2)
