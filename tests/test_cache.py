@@ -321,11 +321,16 @@ def test_model_from_cache_matches_reference_after_rebuild(tmp_path, monkeypatch)
     monkeypatch.setenv("LSTMGEN_CACHE_DIR", str(tmp_path / "c"))
     spec = lstmgen.LSTMSpec(input_size=2, hidden_size=3, num_layers=2)
     w = lstmgen.random_weights(spec, seed=3)
-    src = lstmgen.generate_sources(spec, prefix="inproc", target="native", math="approx")  # what compile builds
-    key = build.build_key(src, build.compile_flags("native"))
-    entry = tmp_path / "c" / key
-    entry.mkdir(parents=True)
-    (entry / "MANIFEST").write_text("module nonsense\n")
+    real_key = build.build_key
+
+    def key_with_a_broken_entry(sources, flags):  # plant a broken entry right where compile will look
+        key = real_key(sources, flags)
+        entry = tmp_path / "c" / key
+        entry.mkdir(parents=True, exist_ok=True)
+        (entry / "MANIFEST").write_text("module nonsense\n")
+        return key
+
+    monkeypatch.setattr(build, "build_key", key_with_a_broken_entry)
     before = build.stats["compiles"]
     model = lstmgen.compile(spec, w, prefix="inproc")
     assert build.stats["compiles"] == before + 1
