@@ -410,6 +410,26 @@ def test_hostile_onnx_names_do_not_reach_the_c(tmp_path):
             tried("ONNX names via CLI")
 
 
+def test_hostile_state_dict_keys():
+    """from_torch on a state_dict: an enclosing module's key prefix is stripped (so it cannot reach
+    the C: the same spec and weights come out), anything else is refused naming the key."""
+    if not hasattr(lstmgen, "from_torch"):
+        pytest.skip("no from_torch")
+    spec0, w0 = lstmgen.from_torch(dict(W))
+    for h in HOSTILE_MARKED:
+        if "." in h:
+            continue
+        try:
+            spec, w = lstmgen.from_torch({f"{h}.{k}": v for k, v in W.items()})
+        except (ValueError, TypeError):
+            pass
+        else:
+            assert spec == spec0 and all(np.array_equal(w[k], w0[k]) for k in w0)
+        with pytest.raises(ValueError, match="ZQXJ"):
+            lstmgen.from_torch(dict(W, **{h: np.zeros(3, np.float32)}))
+        tried("state_dict keys (from_torch)", 2)
+
+
 # ---- the C API called directly: every documented error code -------------------------------------
 
 CODES = {name: value for name, value, _ in ERRORS}
