@@ -10,7 +10,8 @@ import os
 from typing import Any, Mapping
 
 from . import build as _build
-from .codegen import Sources, check_prefix, render
+from . import kernels
+from .codegen import Sources, check_prefix, kernel_plan, render
 from .ir import Schedule, build_program
 from .runtime import Model
 from .spec import LSTMSpec
@@ -27,22 +28,32 @@ def as_spec(spec: Any) -> LSTMSpec:
     raise TypeError(f"spec must be an LSTMSpec, a dict or a path to a JSON/TOML spec, got {type(spec).__name__}")
 
 
-def make_schedule(time_loop: str = "looped", seq_len: int | None = None, chunk: int = 0) -> Schedule:
-    return Schedule(time_loop=time_loop, seq_len=seq_len, chunk=chunk)  # type: ignore[arg-type]
+def make_schedule(time_loop: str = "looped", seq_len: int | None = None, chunk: int = 0,
+                  target: str = "portable", math: str = "libm") -> Schedule:
+    """A Schedule; target 'native' is resolved here to this host's vector ISA (kernels.py)."""
+    return Schedule(time_loop=time_loop, seq_len=seq_len, chunk=chunk,  # type: ignore[arg-type]
+                    target=kernels.resolve_target(target), math=kernels.check_math(math))
 
 
 def compile(spec: Any, weights: Mapping[str, Any], *, prefix: str = "lstm", time_loop: str = "looped",
-            seq_len: int | None = None, chunk: int = 0, target: str = "native",
+            seq_len: int | None = None, chunk: int = 0, target: str = "native", math: str = "approx",
             allow_nonfinite: bool = False) -> Model:
     """Lower -> render C -> build with cffi (cached) -> load. Returns a Model callable like nn.LSTM.
 
     The weights are passed to C as pointers at call time, so every weight set of a shape and
-    schedule shares one compiled module (see Model.with_weights).
+    schedule shares one compiled module (see Model.with_weights). target: 'native' (the vector
+    kernels this machine runs best, built with -march=native), 'portable', 'avx2', 'avx512' or
+    'neon'; math: 'approx' (libm-free vector sigmoid/tanh) or 'libm' (see kernels.py).
     """
     spec = as_spec(spec)
     check_prefix(prefix)
-    packed = pack(spec, weights, allow_nonfinite=allow_nonfinite)  # validate before any build work
-    program = build_program(spec, make_schedule(time_loop, seq_len, chunk))
+    schedule = make_schedule(time_loop, seq_len, chunk, target, math)
+    if target != "native" and not kernels.host_runs(schedule.target):
+        raise ValueError(f"target={target!r}: this machine cannot run {schedule.target} code "
+                         f"(its compiler offers {kernels.native_isa()!r}); use target='native' or 'portable'")
+    program = build_program(spec, schedule)
+    # validate and pack before any build work
+    packed = pack(spec, weights, allow_nonfinite=allow_nonfinite, unit_block=kernel_plan(program).unit_block)
     sources = render(program, prefix)
     module = _build.build(sources, target=target)
     return Model(spec, program, module, prefix, packed)
@@ -50,20 +61,26 @@ def compile(spec: Any, weights: Mapping[str, Any], *, prefix: str = "lstm", time
 
 def generate_sources(spec: Any, weights: Mapping[str, Any] | None = None, *, prefix: str = "lstm",
                      time_loop: str = "looped", seq_len: int | None = None, chunk: int = 0,
-                     allow_nonfinite: bool = False) -> Sources:
+                     target: str = "portable", math: str = "libm", allow_nonfinite: bool = False) -> Sources:
     spec = as_spec(spec)
-    packed = pack(spec, weights, allow_nonfinite=allow_nonfinite) if weights is not None else None
-    program = build_program(spec, make_schedule(time_loop, seq_len, chunk))
+    program = build_program(spec, make_schedule(time_loop, seq_len, chunk, target, math))
+    unit_block = kernel_plan(program).unit_block
+    packed = pack(spec, weights, allow_nonfinite=allow_nonfinite, unit_block=unit_block) if weights is not None else None
     return render(program, prefix, packed)
 
 
 def generate(spec: Any, weights: Mapping[str, Any] | None, out_dir: str | os.PathLike[str], *,
              prefix: str = "lstm", time_loop: str = "looped", seq_len: int | None = None,
-             chunk: int = 0, allow_nonfinite: bool = False) -> list[str]:
+             chunk: int = 0, target: str = "portable", math: str = "libm",
+             allow_nonfinite: bool = False) -> list[str]:
     """Write standalone C for the spec into out_dir: <prefix>.h, <prefix>.c and, when weights are
-    given, <prefix>_weights.c with them as static const arrays. Returns the paths written."""
+    given, <prefix>_weights.c with them as static const arrays. Returns the paths written.
+
+    target 'portable' (default) is plain C99 for any compiler; 'avx2', 'avx512', 'neon' or
+    'native' (this machine's) emit intrinsics that need the matching compiler flags (the .c
+    says which). math 'libm' (default) or 'approx' (no libm calls for the torch cell)."""
     sources = generate_sources(spec, weights, prefix=prefix, time_loop=time_loop, seq_len=seq_len,
-                               chunk=chunk, allow_nonfinite=allow_nonfinite)
+                               chunk=chunk, target=target, math=math, allow_nonfinite=allow_nonfinite)
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     paths = []

@@ -30,6 +30,7 @@ from types import ModuleType
 
 import cffi
 
+from . import kernels
 from .codegen import Sources
 
 # Counts real compiler runs in this process (tests use it to prove cache hits).
@@ -48,13 +49,9 @@ def cache_root() -> str:
 
 
 def compile_flags(target: str) -> list[str]:
-    """Flags for host builds. ISO C99 (no implicit FMA contraction) so schedules agree bit for bit."""
-    if target not in ("native", "portable"):
-        raise ValueError(f"target must be 'native' or 'portable', got {target!r}")
-    flags = ["-O3", "-std=c99", "-ffp-contract=off", "-fno-math-errno"]
-    if target == "native":
-        flags.append("-march=native")
-    return flags
+    """Flags for host builds. ISO C99 (no implicit FMA contraction) so schedules agree bit for bit;
+    the ISA flags of the target (kernels.compile_flags)."""
+    return kernels.compile_flags(target)
 
 
 def build_key(sources: Sources, flags: list[str]) -> str:

@@ -20,6 +20,7 @@ import jinja2
 import numpy as np
 
 from . import __version__
+from . import kernels
 from .ir import Program, Recurrence
 from .spec import Activation
 from .weights import PackedCell
@@ -85,18 +86,20 @@ def c_float(value: float) -> str:
     return f"{mant}p{exp}f"
 
 
-def c_activation(act: Activation, var: str, p: str) -> str:
-    """The C expression for an ONNX activation applied to the local variable `var`."""
+def c_activation(act: Activation, var: str, p: str, math: str = "libm") -> str:
+    """The C expression for an ONNX activation applied to the local variable `var`.
+    math="approx" spells tanh as the generated libm-free `<p>_tanh` (kernels.py)."""
     a = c_float(act.alpha) if act.alpha is not None else ""
     b = c_float(act.beta) if act.beta is not None else ""
+    tanh = f"{p}_tanh" if math == "approx" else "tanhf"
     table = {
         "Sigmoid": f"{p}_sigmoid({var})",
-        "Tanh": f"tanhf({var})",
+        "Tanh": f"{tanh}({var})",
         "Relu": f"({var} < 0.0f ? 0.0f : {var})",
         "Affine": f"({a} * {var} + {b})",
         "LeakyRelu": f"({var} < 0.0f ? {a} * {var} : {var})",
         "ThresholdedRelu": f"({var} > {a} ? {var} : 0.0f)",
-        "ScaledTanh": f"({a} * tanhf({b} * {var}))",
+        "ScaledTanh": f"({a} * {tanh}({b} * {var}))",
         "HardSigmoid": f"fminf(fmaxf({a} * {var} + {b}, 0.0f), 1.0f)",
         "Elu": f"({var} < 0.0f ? {a} * (expf({var}) - 1.0f) : {var})",
         "Softsign": f"({var} / (1.0f + fabsf({var})))",
@@ -213,6 +216,7 @@ def render(program: Program, prefix: str, packed: Sequence[PackedCell] | None = 
         stream=stream,
         x_shape=f"(B, T, {spec.input_size})" if spec.batch_first else f"(T, B, {spec.input_size})",
         y_shape=f"(B, T, {D * R})" if spec.batch_first else f"(T, B, {D * R})",
+        unit_block=kernel_plan(program).unit_block,
     )
     variants = []
     for i, v in enumerate(program.variants):
@@ -225,11 +229,11 @@ def render(program: Program, prefix: str, packed: Sequence[PackedCell] | None = 
                 clip=c_float(v.clip) if v.clip is not None else None,
                 input_forget=v.input_forget,
                 projection=v.projection,
-                act_i=c_activation(f, "zi", p),
-                act_f=c_activation(f, "zf", p),
-                act_o=c_activation(f, "zo", p),
-                act_g=c_activation(g, "zg", p),
-                act_h=c_activation(h, "cn", p),
+                act_i=c_activation(f, "zi", p, sched.math),
+                act_f=c_activation(f, "zf", p, sched.math),
+                act_o=c_activation(f, "zo", p, sched.math),
+                act_g=c_activation(g, "zg", p, sched.math),
+                act_h=c_activation(h, "cn", p, sched.math),
             )
         )
     unrolled = sched.time_loop == "unrolled"
@@ -264,6 +268,7 @@ def render(program: Program, prefix: str, packed: Sequence[PackedCell] | None = 
         weight_checks += " || cw->bias == NULL"
     acts = [a.name for v in program.variants for a in v.activations]
     ctx = dict(
+        k=kernel_context(program, p),
         p=p,
         P=P,
         spec=spec,
@@ -316,3 +321,92 @@ def _weights_ctx(packed: Sequence[PackedCell]) -> list[dict]:
                 arrays.append(dict(field=field, shape=shape_doc + " " + "x".join(map(str, arr.shape)), size=arr.size, lines=_array_lines(arr)))
         cells.append(dict(layer=cell.layer, direction=cell.direction, arrays=arrays, fields=[a["field"] for a in arrays]))
     return cells
+
+
+# ---- kernels: the vector ISA's spelling and the plan's numbers, for kernels.j2 ------------------
+
+_X86 = {16: ("__m512", "_mm512"), 8: ("__m256", "_mm256"), 4: ("__m128", "_mm")}
+_GUARDS = {
+    "avx512": ("defined(__AVX512F__) && defined(__AVX512VL__) && defined(__FMA__)", "-mavx512f -mavx512vl -mfma (or -march=native)"),
+    "avx2": ("defined(__AVX2__) && defined(__FMA__)", "-mavx2 -mfma (or -march=native)"),
+    "neon": ("defined(__aarch64__) && defined(__ARM_NEON)", "an AArch64 compiler"),
+}
+
+
+def _vector_ops(isa: str, vw: int) -> tuple[str, str, list[tuple[str, str, str, str]]]:
+    """(header, vector type, [(name, return type, parameters, body)]) for the inline vector ops."""
+    V = "{p}_vf"
+    if isa == "neon":
+        header, vtype = "arm_neon.h", "float32x4_t"
+        spell = dict(load="vld1q_f32(a)", store="vst1q_f32(a, v)", set1="vdupq_n_f32(x)", fma="vfmaq_f32(c, a, b)",
+                     mul="vmulq_f32(a, b)", add="vaddq_f32(a, b)", divadd="vaddq_f32(vdivq_f32(a, b), c)", min="vminq_f32(a, b)",
+                     max="vmaxq_f32(a, b)")
+    else:
+        vtype, pre = _X86[vw]
+        header = "immintrin.h"
+        # a / b + c as (a r) (2 - b r) + c, r ~ 1/b to 14 (AVX-512) or 12 bits: one Newton step
+        # gives ~1 ulp, on the FMA ports instead of the slow divider, in 3 dependent steps
+        rcp = f"{pre}_rcp14_ps(b)" if isa == "avx512" else f"{pre}_rcp_ps(b)"
+        spell = dict(load=f"{pre}_loadu_ps(a)", store=f"{pre}_storeu_ps(a, v)", set1=f"{pre}_set1_ps(x)",
+                     fma=f"{pre}_fmadd_ps(a, b, c)", mul=f"{pre}_mul_ps(a, b)", add=f"{pre}_add_ps(a, b)",
+                     divadd=f"const {vtype} r = {rcp};\n    return {pre}_fmadd_ps({pre}_mul_ps(a, r), "
+                            f"{pre}_fnmadd_ps(b, r, {pre}_set1_ps(2.0f)), c)",
+                     min=f"{pre}_min_ps(a, b)", max=f"{pre}_max_ps(a, b)")
+    two = f"{V} a, {V} b"
+    ops = [
+        ("load", V, "const float *a", "return " + spell["load"]),
+        ("store", "void", f"float *a, {V} v", spell["store"]),
+        ("set1", V, "float x", "return " + spell["set1"]),
+        ("fma", V, f"{V} a, {V} b, {V} c", "return " + spell["fma"]),
+    ] + [(name, V, two, "return " + spell[name]) for name in ("add", "mul", "min", "max")] + [
+        ("divadd", V, f"{V} a, {V} b, {V} c", ("" if spell["divadd"].startswith("const") else "return ") + spell["divadd"])]
+    return header, vtype, ops
+
+
+def kernel_plan(program: Program) -> kernels.KernelPlan:
+    sched = program.schedule
+    return kernels.plan(program.spec, sched.target, sched.math)
+
+
+def kernel_context(program: Program, p: str) -> dict:
+    """What kernels.j2 and the kernel parts of model.c.j2 need: the plan, spelled for C."""
+    plan = kernel_plan(program)
+    acts = {a.name for v in program.variants for a in v.activations}
+    scalar_cell = not plan.vector_cell
+    approx = plan.math == "approx"
+    ctx = dict(
+        vec=plan.vector,
+        isa=plan.isa,
+        vw=plan.vw,
+        mr=plan.mr,
+        nb=program.spec.hidden_size // plan.vw if plan.vw else 0,
+        math=plan.math,
+        text=str(plan),
+        vector_cell=plan.vector_cell,
+        scalar_cell=scalar_cell,
+        scalar_tanh=approx and scalar_cell and bool(acts & {"Sigmoid", "Tanh", "ScaledTanh"}),
+        scalar_sigmoid=approx and scalar_cell and "Sigmoid" in acts,
+        clamp=c_float(kernels.TANH_CLAMP),
+        sclamp=c_float(2 * kernels.TANH_CLAMP),
+        tp=[c_float(v) for v in kernels.TANH_P],
+        tq=[c_float(v) for v in kernels.TANH_Q],
+        sp=[c_float(v) for v in kernels.SIGMOID_P],
+        sq=[c_float(v) for v in kernels.SIGMOID_Q],
+        tile_rows=list(range(plan.mr, 0, -1)),
+        step_tiles=sorted({(1, plan.nb1)} | {(m, 1) for m in range(1, plan.mrs + 1)}, reverse=True),
+        mrs=plan.mrs,
+        nb1=plan.nb1,
+        ks=plan.ks,
+        kc=plan.kc,
+    )
+    if plan.vector:
+        for name in ("tp", "tq", "sp", "sq"):  # coefficients as vectors
+            ctx["v" + name] = [f"{p}_vset1({c})" for c in ctx[name]]
+        header, vtype, ops = _vector_ops(plan.isa, plan.vw)
+        guard, hint = _GUARDS[plan.isa]
+        used = {"load", "store", "set1", "fma"} | ({"mul", "divadd", "min", "max"} if plan.vector_cell else set())
+        if plan.ks > 1:
+            used.add("add")
+        ctx.update(header=header, vtype=vtype, guard=guard, flags_hint=hint,
+                   ops=[(n, r.format(p=p), a.format(p=p), b) for n, r, a, b in ops if n in used])
+    return ctx

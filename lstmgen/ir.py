@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal, Union
 
+from .kernels import ISAS, check_math
 from .spec import Activation, LSTMSpec
 
 TimeLoop = Literal["looped", "unrolled"]
@@ -107,6 +108,8 @@ class Schedule:
     seq_len: int | None = None  # fixed T (required for unrolled; optional otherwise)
     chunk: int = 0  # time-chunk K (0 = whole sequence); unidirectional models only
     max_batch: int | None = None  # fixed B for static-buffer builds
+    target: str = "portable"  # kernel ISA: portable | avx2 | avx512 | neon (kernels.py)
+    math: str = "libm"  # sigmoid/tanh: libm | approx (kernels.py)
 
     def __str__(self) -> str:
         s = f"time_loop={self.time_loop}"
@@ -115,6 +118,10 @@ class Schedule:
         s += f" chunk={self.chunk or 'whole'}"
         if self.max_batch:
             s += f" max_batch={self.max_batch}"
+        if self.target != "portable":
+            s += f" target={self.target}"
+        if self.math != "libm":
+            s += f" math={self.math}"
         return s
 
 
@@ -242,6 +249,9 @@ def check_schedule(spec: LSTMSpec, schedule: Schedule) -> None:
             )
         if schedule.chunk:
             raise ValueError("time_loop='unrolled' runs the whole sequence; chunk must be 0")
+    if schedule.target not in ISAS:
+        raise ValueError(f"schedule target must be one of {', '.join(ISAS)} ('native' is resolved by compile/generate), got {schedule.target!r}")
+    check_math(schedule.math)
     if schedule.chunk and spec.bidirectional:
         raise ValueError("time chunking needs a unidirectional model: a bidirectional layer reads the whole sequence of the layer below")
 

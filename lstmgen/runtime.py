@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .codegen import ERRORS
+from .codegen import ERRORS, kernel_plan
 from .ir import Program
 from .spec import LSTMSpec
 from .weights import PackedCell, pack
@@ -75,7 +75,13 @@ class Model:
         self._forward = getattr(module.lib, f"{prefix}_forward")
         self._workspace_floats = getattr(module.lib, f"{prefix}_workspace_floats")
         self._step = getattr(module.lib, f"{prefix}_step", None)
-        packed = list(weights) if isinstance(weights, (list, tuple)) else pack(spec, weights, allow_nonfinite=allow_nonfinite)
+        unit_block = kernel_plan(program).unit_block  # the packed layout these kernels read
+        if isinstance(weights, (list, tuple)):
+            packed = list(weights)
+            if any(cell.unit_block != unit_block for cell in packed):
+                raise ValueError(f"packed weights have unit_block {[c.unit_block for c in packed]}; these kernels read unit_block={unit_block}")
+        else:
+            packed = pack(spec, weights, allow_nonfinite=allow_nonfinite, unit_block=unit_block)
         self._packed = packed  # keeps the arrays alive while C holds pointers into them
         self._weights = self._ffi.new(f"{prefix}_weights *")
         self._keep = []

@@ -12,6 +12,16 @@ names; `pack` gives one `PackedCell` per (layer, direction) in kernel layout:
 
 Gate order stays torch's i, f, g, o. The transposed layout makes every product an AXPY over
 the contiguous 4H axis, which vectorizes without horizontal sums.
+
+Vector kernels (kernels.py) read a gate-blocked variant, `unit_block` = U > 0 units per block
+(U divides H; NB = H / U blocks); the 4H axis is then ordered block-major:
+
+    w_ih  (NB, I_k, 4U)  block b, row k: [i, f, g, o] weights of units b*U .. b*U+U-1
+    w_hh  (NB, R, 4U)    the same for W_hh; each block's panel is contiguous
+    bias  (NB, 4U)       the same column order (and the gate buffer of the C follows it)
+
+so one pass over a block's panel yields the four gate vectors of U units. unit_block = 0 is the
+plain layout above (one block holding all H units, in torch's order). w_hr and w_ph never change.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ class PackedCell:
     bias: np.ndarray | None  # (4H,) float32
     w_hr: np.ndarray | None  # (H, P) float32
     w_ph: np.ndarray | None  # (3H,) float32
+    unit_block: int = 0  # 0: torch gate order; U > 0: gate-blocked layout (see above)
 
 
 def suffix(layer: int, direction: int) -> str:
@@ -75,8 +86,25 @@ def check_weights(spec: LSTMSpec, weights: Mapping[str, Any], *, allow_nonfinite
     return out
 
 
-def pack(spec: LSTMSpec, weights: Mapping[str, Any], *, allow_nonfinite: bool = False) -> list[PackedCell]:
-    """State-dict weights -> kernel layout, one PackedCell per (layer, direction), in order l*D+d."""
+def _blocked(gates_first: np.ndarray, unit_block: int) -> np.ndarray:
+    """(4H, K) or (4H,) in torch order -> the gate-blocked layout (NB, K, 4U) or (NB, 4U)."""
+    U = unit_block
+    H = gates_first.shape[0] // 4
+    if gates_first.ndim == 1:
+        return np.ascontiguousarray(gates_first.reshape(4, H // U, U).transpose(1, 0, 2).reshape(H // U, 4 * U))
+    K = gates_first.shape[1]
+    return np.ascontiguousarray(gates_first.reshape(4, H // U, U, K).transpose(1, 3, 0, 2).reshape(H // U, K, 4 * U))
+
+
+def pack(spec: LSTMSpec, weights: Mapping[str, Any], *, allow_nonfinite: bool = False,
+         unit_block: int = 0) -> list[PackedCell]:
+    """State-dict weights -> kernel layout, one PackedCell per (layer, direction), in order l*D+d.
+
+    unit_block: 0 for the plain transposed layout, or U > 0 dividing hidden_size for the
+    gate-blocked layout the vector kernels read (kernels.KernelPlan.unit_block)."""
+    if isinstance(unit_block, bool) or not isinstance(unit_block, int) or unit_block < 0 or (
+            unit_block and spec.hidden_size % unit_block):
+        raise ValueError(f"unit_block must be 0 or a positive divisor of hidden_size={spec.hidden_size}, got {unit_block!r}")
     w = check_weights(spec, weights, allow_nonfinite=allow_nonfinite)
     cells = []
     for layer in range(spec.num_layers):
@@ -90,15 +118,21 @@ def pack(spec: LSTMSpec, weights: Mapping[str, Any], *, allow_nonfinite: bool = 
             if spec.bias:
                 folded = w[f"bias_ih_{s}"].astype(np.float64) + w[f"bias_hh_{s}"].astype(np.float64)
                 bias = folded.astype(np.float32)
+            if unit_block:
+                w_ih, w_hh = _blocked(w[f"weight_ih_{s}"], unit_block), _blocked(w[f"weight_hh_{s}"], unit_block)
+                bias = _blocked(bias, unit_block) if bias is not None else None
+            else:
+                w_ih, w_hh = t(f"weight_ih_{s}"), t(f"weight_hh_{s}")
             cells.append(
                 PackedCell(
                     layer=layer,
                     direction=d,
-                    w_ih=t(f"weight_ih_{s}"),
-                    w_hh=t(f"weight_hh_{s}"),
+                    w_ih=w_ih,
+                    w_hh=w_hh,
                     bias=bias,
                     w_hr=t(f"weight_hr_{s}") if spec.proj_size else None,
                     w_ph=w[f"weight_ph_{s}"] if spec.peepholes else None,
+                    unit_block=unit_block,
                 )
             )
     return cells

@@ -104,28 +104,26 @@ static void bidir_proj_project(int32_t Tw, int32_t B, int32_t K, const float *a,
     }
 }
 
-/* Cell v0 (act=Sigmoid,Tanh,Tanh proj) for one batch row. g (4H): full gate pre-activations;
- * c (H): cell state, updated; h (R): receives h_t = W_hr . (o * tanh(c)), via h_full (H). */
-static void bidir_proj_cell_v0(const bidir_proj_cell_weights *restrict w, const float *restrict g,
-    float *restrict c, float *restrict h, float *restrict h_full)
+/* Cell v0 (act=Sigmoid,Tanh,Tanh proj) for n units j0 .. j0+n-1. g: their gate pre-activations, gate q
+ * of unit j at g[q * gs + j]; c (n): cell state, updated; h (n): receives o * act(c). */
+static void bidir_proj_cell_v0(const bidir_proj_cell_weights *restrict w, const float *restrict g, int32_t gs,
+    int32_t n, int32_t j0, float *restrict c, float *restrict h)
 {
     (void)w;
-    for (int32_t j = 0; j < BIDIR_PROJ_HIDDEN_SIZE; ++j) {
+    (void)j0;
+    for (int32_t j = 0; j < n; ++j) {
         float zi = g[j];
-        float zf = g[BIDIR_PROJ_HIDDEN_SIZE + j];
-        float zg = g[2 * BIDIR_PROJ_HIDDEN_SIZE + j];
-        float zo = g[3 * BIDIR_PROJ_HIDDEN_SIZE + j];
+        float zf = g[gs + j];
+        float zg = g[2 * gs + j];
+        float zo = g[3 * gs + j];
         const float ig = bidir_proj_sigmoid(zi);
         const float fg = bidir_proj_sigmoid(zf);
         const float gg = tanhf(zg);
         const float cn = fg * c[j] + ig * gg;
         const float og = bidir_proj_sigmoid(zo);
         c[j] = cn;
-        h_full[j] = og * tanhf(cn);
+        h[j] = og * tanhf(cn);
     }
-    memset(h, 0, sizeof(float) * BIDIR_PROJ_OUTPUT_SIZE);
-    bidir_proj_gemm_acc(1, BIDIR_PROJ_OUTPUT_SIZE, BIDIR_PROJ_HIDDEN_SIZE, h_full, BIDIR_PROJ_HIDDEN_SIZE, w->w_hr, h,
-        BIDIR_PROJ_OUTPUT_SIZE);
 }
 
 /* Recurrence with cell v0, looped over the window.
@@ -148,9 +146,14 @@ static void bidir_proj_recur_v0(const bidir_proj_cell_weights *restrict w, float
                     memset(o, 0, sizeof(float) * BIDIR_PROJ_OUTPUT_SIZE);
                     continue;
                 }
-                bidir_proj_cell_v0(w, g + (int64_t)b * BIDIR_PROJ_GATES, c + (int64_t)b * BIDIR_PROJ_HIDDEN_SIZE,
-                    h + (int64_t)b * BIDIR_PROJ_OUTPUT_SIZE, h_full);
-                memcpy(o, h + (int64_t)b * BIDIR_PROJ_OUTPUT_SIZE, sizeof(float) * BIDIR_PROJ_OUTPUT_SIZE);
+                float *hb = h + (int64_t)b * BIDIR_PROJ_OUTPUT_SIZE;
+                /* h_t = W_hr . (o * tanh(c)), through h_full (H) */
+                bidir_proj_cell_v0(w, g + (int64_t)b * BIDIR_PROJ_GATES, BIDIR_PROJ_HIDDEN_SIZE, BIDIR_PROJ_HIDDEN_SIZE, 0,
+                    c + (int64_t)b * BIDIR_PROJ_HIDDEN_SIZE, h_full);
+                memset(hb, 0, sizeof(float) * BIDIR_PROJ_OUTPUT_SIZE);
+                bidir_proj_gemm_acc(1, BIDIR_PROJ_OUTPUT_SIZE, BIDIR_PROJ_HIDDEN_SIZE, h_full, BIDIR_PROJ_HIDDEN_SIZE, w->w_hr, hb,
+                    BIDIR_PROJ_OUTPUT_SIZE);
+                memcpy(o, hb, sizeof(float) * BIDIR_PROJ_OUTPUT_SIZE);
             }
         }
     }

@@ -97,18 +97,18 @@ static void kws_project(int32_t Tw, int32_t B, int32_t K, const float *a, int64_
     }
 }
 
-/* Cell v0 (act=Sigmoid,Tanh,Tanh) for one batch row. g (4H): full gate pre-activations;
- * c (H): cell state, updated; h (R): receives h_t. */
-static void kws_cell_v0(const kws_cell_weights *restrict w, const float *restrict g,
-    float *restrict c, float *restrict h, float *restrict h_full)
+/* Cell v0 (act=Sigmoid,Tanh,Tanh) for n units j0 .. j0+n-1. g: their gate pre-activations, gate q
+ * of unit j at g[q * gs + j]; c (n): cell state, updated; h (n): receives o * act(c). */
+static void kws_cell_v0(const kws_cell_weights *restrict w, const float *restrict g, int32_t gs,
+    int32_t n, int32_t j0, float *restrict c, float *restrict h)
 {
     (void)w;
-    (void)h_full;
-    for (int32_t j = 0; j < KWS_HIDDEN_SIZE; ++j) {
+    (void)j0;
+    for (int32_t j = 0; j < n; ++j) {
         float zi = g[j];
-        float zf = g[KWS_HIDDEN_SIZE + j];
-        float zg = g[2 * KWS_HIDDEN_SIZE + j];
-        float zo = g[3 * KWS_HIDDEN_SIZE + j];
+        float zf = g[gs + j];
+        float zg = g[2 * gs + j];
+        float zo = g[3 * gs + j];
         const float ig = kws_sigmoid(zi);
         const float fg = kws_sigmoid(zf);
         const float gg = tanhf(zg);
@@ -127,6 +127,7 @@ static void kws_recur_v0(const kws_cell_weights *restrict w, float *restrict gx,
     int32_t t0, const int32_t *lengths, int reverse, float *restrict h, float *restrict c,
     float *out, int64_t out_st, int64_t out_sb, float *restrict h_full)
 {
+    (void)h_full;
     for (int32_t s = 0; s < Tw; ++s) {
         const int32_t tl = reverse ? Tw - 1 - s : s;
         {
@@ -139,9 +140,10 @@ static void kws_recur_v0(const kws_cell_weights *restrict w, float *restrict gx,
                     memset(o, 0, sizeof(float) * KWS_OUTPUT_SIZE);
                     continue;
                 }
-                kws_cell_v0(w, g + (int64_t)b * KWS_GATES, c + (int64_t)b * KWS_HIDDEN_SIZE,
-                    h + (int64_t)b * KWS_OUTPUT_SIZE, h_full);
-                memcpy(o, h + (int64_t)b * KWS_OUTPUT_SIZE, sizeof(float) * KWS_OUTPUT_SIZE);
+                float *hb = h + (int64_t)b * KWS_OUTPUT_SIZE;
+                kws_cell_v0(w, g + (int64_t)b * KWS_GATES, KWS_HIDDEN_SIZE, KWS_HIDDEN_SIZE, 0,
+                    c + (int64_t)b * KWS_HIDDEN_SIZE, hb);
+                memcpy(o, hb, sizeof(float) * KWS_OUTPUT_SIZE);
             }
         }
     }

@@ -1,0 +1,417 @@
+"""`make bench`: lstmgen against the alternatives on the five configs of issue 3, one thread.
+
+For each config, in one interleaved run (round-robin over the peers, medians after warm-up):
+
+    lstmgen C      <p>_forward timed inside C by benchmarks/harness.c (no Python), built from
+                   the same generated sources and flags as the Python build
+    lstmgen py     Model.__call__ (lstmgen.compile with its defaults: target native, math approx)
+    numpy          a vectorized float32 numpy LSTM (one GEMM for the input part, then the steps)
+    torch          torch.nn.LSTM in eval mode, torch.set_num_threads(1)
+    onnxruntime    the torch model exported to ONNX, 1 intra-op thread (when it exports)
+
+and for the streaming configs the latency of one step: <p>_step in C, Stream.step from Python,
+torch.nn.LSTMCell (one per layer) stepped from Python. FLOPs per layer, direction, step and
+batch row: 2*4H*(I_k+R) + 2*P*H. The fp32 FMA peak of this core comes from benchmarks/peak.c.
+
+    python benchmarks/bench.py            # everything (a few minutes); writes benchmarks/results.json
+    python benchmarks/bench.py --quick    # few reps, for iterating; writes bench_out/results-quick.json
+    python benchmarks/bench.py --configs kws,medium --peers lstmgen_c,torch
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # before numpy loads BLAS
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from typing import Callable  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+
+import lstmgen  # noqa: E402
+from lstmgen import build as lg_build  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    I: int
+    H: int
+    P: int
+    L: int
+    bidir: bool
+    B: int
+    T: int
+    stream: bool = False
+
+    @property
+    def spec(self) -> lstmgen.LSTMSpec:
+        return lstmgen.LSTMSpec(input_size=self.I, hidden_size=self.H, proj_size=self.P, num_layers=self.L,
+                                bidirectional=self.bidir)
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.spec.macs_per_step() * self.T * self.B
+
+
+CONFIGS = [
+    Config("tiny_stream", 1, 16, 0, 1, False, 1, 4096, stream=True),
+    Config("kws", 40, 64, 0, 2, False, 1, 100, stream=True),
+    Config("medium", 128, 256, 0, 2, False, 1, 256),
+    Config("large_bidir_proj", 256, 512, 128, 2, True, 1, 256),
+    Config("batch", 256, 256, 0, 1, False, 32, 128),
+]
+PEERS = ("lstmgen_c", "lstmgen_py", "numpy", "torch", "onnxruntime")
+STEP_PEERS = ("lstmgen_c_step", "stream_step", "torch_cell")
+LABELS = {"lstmgen_c": "lstmgen C", "lstmgen_py": "lstmgen py", "numpy": "numpy", "torch": "torch 1t",
+          "onnxruntime": "onnxruntime 1t", "lstmgen_c_step": "<p>_step (C)", "stream_step": "stream.step (py)",
+          "torch_cell": "torch LSTMCell (py)"}
+
+
+# ---- peers --------------------------------------------------------------------------------------
+
+
+def numpy_lstm(spec: lstmgen.LSTMSpec, weights: dict[str, np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    """A vectorized float32 numpy LSTM for x (T, B, I): what a careful numpy user would write."""
+    H, R, D = spec.hidden_size, spec.output_size, spec.num_directions
+    cells = []
+    for layer in range(spec.num_layers):
+        for d in range(D):
+            s = f"l{layer}" + ("_reverse" if d else "")
+            cells.append((np.ascontiguousarray(weights[f"weight_ih_{s}"].T), np.ascontiguousarray(weights[f"weight_hh_{s}"].T),
+                          weights[f"bias_ih_{s}"] + weights[f"bias_hh_{s}"],
+                          np.ascontiguousarray(weights[f"weight_hr_{s}"].T) if spec.proj_size else None))
+
+    def run(x: np.ndarray) -> np.ndarray:
+        T, B, _ = x.shape
+        inp = x
+        for layer in range(spec.num_layers):
+            outs = []
+            for d in range(D):
+                w_ih, w_hh, b, w_hr = cells[layer * D + d]
+                gx = (inp.reshape(T * B, -1) @ w_ih + b).reshape(T, B, 4 * H)
+                h = np.zeros((B, R), np.float32)
+                c = np.zeros((B, H), np.float32)
+                y = np.empty((T, B, R), np.float32)
+                for t in (range(T - 1, -1, -1) if d else range(T)):
+                    g = gx[t] + h @ w_hh
+                    i = 1.0 / (1.0 + np.exp(-g[:, :H]))
+                    f = 1.0 / (1.0 + np.exp(-g[:, H:2 * H]))
+                    gg = np.tanh(g[:, 2 * H:3 * H])
+                    o = 1.0 / (1.0 + np.exp(-g[:, 3 * H:]))
+                    c = f * c + i * gg
+                    h = o * np.tanh(c)
+                    if w_hr is not None:
+                        h = h @ w_hr
+                    y[t] = h
+                outs.append(y)
+            inp = outs[0] if D == 1 else np.concatenate(outs, axis=2)
+        return inp
+
+    return run
+
+
+class Harness:
+    """benchmarks/harness.c built against the generated C of one config, driven over a pipe."""
+
+    def __init__(self, cfg: Config, workdir: str):
+        spec = cfg.spec
+        src = os.path.join(workdir, cfg.name)
+        lstmgen.generate(spec, None, src, prefix="bench", target="native", math="approx")
+        exe = os.path.join(src, "harness")
+        cc = os.environ.get("CC", "cc")
+        cmd = [cc, *lg_build.compile_flags("native"), "-I", src, os.path.join(HERE, "harness.c"),
+               os.path.join(src, "bench.c"), "-lm", "-o", exe]
+        subprocess.run(cmd, check=True)
+        self.proc = subprocess.Popen([exe, str(cfg.T), str(cfg.B)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, bufsize=1)
+
+    def ask(self, line: str) -> list[float]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        answer = self.proc.stdout.readline().split()
+        if not answer or answer[-1] == "ERROR":
+            raise RuntimeError(f"harness failed on {line!r}: {answer}")
+        return [float(v) for v in answer]
+
+    def close(self) -> None:
+        try:
+            self.ask("quit")
+        except (RuntimeError, BrokenPipeError, ValueError):
+            pass
+        self.proc.wait(timeout=10)
+
+
+def export_onnx(module, x_t) -> bytes:
+    import torch
+
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (x_t,), buf, input_names=["x"], output_names=["y", "h_n", "c_n"], dynamo=False,
+                          dynamic_axes={"x": {0: "T", 1: "B"}})
+    return buf.getvalue()
+
+
+# ---- measuring ----------------------------------------------------------------------------------
+
+
+def timed_calls(fn: Callable[[], object], n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter_ns()
+        fn()
+        out.append(float(time.perf_counter_ns() - t0))
+    return out
+
+
+def measure_config(cfg: Config, peers: tuple[str, ...], quick: bool, workdir: str, log) -> dict:
+    spec = cfg.spec
+    weights = lstmgen.random_weights(spec, seed=0)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((cfg.T, cfg.B, cfg.I)).astype(np.float32)
+    calls: dict[str, Callable[[], object]] = {}
+    outputs: dict[str, np.ndarray] = {}
+    notes: dict[str, str] = {}
+    cleanup = []
+
+    model = lstmgen.compile(spec, weights, prefix="bench")
+    ref = model(x)[0]
+    if "lstmgen_py" in peers:
+        calls["lstmgen_py"] = lambda: model(x)
+        outputs["lstmgen_py"] = ref
+    if "lstmgen_c" in peers or (cfg.stream and "lstmgen_c_step" in peers):
+        harness = Harness(cfg, workdir)
+        cleanup.append(harness.close)
+        harness.ask("forward 1")
+    if "lstmgen_c" in peers:
+        calls["lstmgen_c"] = harness  # type: ignore[assignment]
+    if "numpy" in peers:
+        np_run = numpy_lstm(spec, weights)
+        outputs["numpy"] = np_run(x)
+        calls["numpy"] = lambda: np_run(x)
+    torch = None
+    if "torch" in peers or "onnxruntime" in peers or "torch_cell" in peers:
+        try:
+            import torch
+        except ImportError:
+            notes["torch"] = "torch not installed"
+    if torch is not None:
+        torch.set_num_threads(1)
+        lstm = torch.nn.LSTM(cfg.I, cfg.H, num_layers=cfg.L, proj_size=cfg.P, bidirectional=cfg.bidir).eval()
+        lstm.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+        xt = torch.from_numpy(x)
+        if "torch" in peers:
+            def torch_call():
+                with torch.inference_mode():
+                    return lstm(xt)
+            outputs["torch"] = torch_call()[0].numpy()
+            calls["torch"] = torch_call
+        if "onnxruntime" in peers:
+            try:
+                import onnxruntime as ort
+
+                opts = ort.SessionOptions()
+                opts.intra_op_num_threads = 1
+                opts.inter_op_num_threads = 1
+                sess = ort.InferenceSession(export_onnx(lstm, xt), opts, providers=["CPUExecutionProvider"])
+                feed = {"x": x}
+                outputs["onnxruntime"] = sess.run(None, feed)[0]
+                calls["onnxruntime"] = lambda: sess.run(None, feed)
+            except ImportError:
+                notes["onnxruntime"] = "onnxruntime not installed"
+            except Exception as exc:  # the exporter refuses some models (e.g. proj_size)
+                notes["onnxruntime"] = f"cannot export: {type(exc).__name__}: {str(exc).splitlines()[0][:90]}"
+    errors = {k: float(np.abs(np.asarray(v).reshape(ref.shape) - ref).max()) for k, v in outputs.items()}
+
+    # step latency peers
+    step_calls: dict[str, Callable[[], object]] = {}
+    if cfg.stream:
+        if "stream_step" in peers:
+            stream = model.stream(batch=cfg.B)
+            x_t = x[0]
+            step_calls["stream_step"] = lambda: stream.step(x_t)
+        if "lstmgen_c_step" in peers:
+            step_calls["lstmgen_c_step"] = harness  # type: ignore[assignment]
+        if "torch_cell" in peers and torch is not None:
+            cells = []
+            for layer in range(cfg.L):
+                cell = torch.nn.LSTMCell(cfg.I if layer == 0 else cfg.H, cfg.H).eval()
+                cell.load_state_dict({n.replace(f"_l{layer}", ""): torch.from_numpy(weights[n]) for n in weights if n.endswith(f"_l{layer}")})
+                cells.append(cell)
+            state = [(torch.zeros(cfg.B, cfg.H), torch.zeros(cfg.B, cfg.H)) for _ in range(cfg.L)]
+            xt0 = torch.from_numpy(x[0])
+
+            def cell_step():
+                with torch.inference_mode():
+                    inp = xt0
+                    for layer, cell in enumerate(cells):
+                        state[layer] = cell(inp, state[layer])
+                        inp = state[layer][0]
+                    return inp
+            step_calls["torch_cell"] = cell_step
+
+    # budget: rounds x reps per peer, so that each peer gets ~`per_peer` seconds
+    est = {}
+    for name, fn in calls.items():
+        if name == "lstmgen_c":
+            est[name] = min(harness.ask("forward 3")) * 1e-9
+        else:
+            est[name] = min(timed_calls(fn, 3)) * 1e-9
+    per_peer = 0.6 if quick else 5.0
+    rounds = 3 if quick else 10
+    reps = {name: max(1, int(per_peer / rounds / max(t, 1e-6))) for name, t in est.items()}
+    reps = {k: min(v, 400) for k, v in reps.items()}
+    samples: dict[str, list[float]] = {k: [] for k in calls}
+    step_samples: dict[str, list[float]] = {k: [] for k in step_calls}
+    # warm-up
+    for name, fn in calls.items():
+        if name == "lstmgen_c":
+            harness.ask(f"forward {reps[name]}")
+        else:
+            timed_calls(fn, reps[name])
+    step_n = 200 if quick else 1000
+    for name, fn in step_calls.items():
+        if name == "lstmgen_c_step":
+            harness.ask("step 10 1000")
+        else:
+            timed_calls(fn, step_n)
+    order = list(calls)
+    step_order = list(step_calls)
+    for r in range(rounds):
+        rot = order[r % len(order):] + order[:r % len(order)] if order else []
+        for name in rot:
+            if name == "lstmgen_c":
+                samples[name] += harness.ask(f"forward {reps[name]}")
+            else:
+                samples[name] += timed_calls(calls[name], reps[name])
+        srot = step_order[r % len(step_order):] + step_order[:r % len(step_order)] if step_order else []
+        for name in srot:
+            if name == "lstmgen_c_step":
+                step_samples[name] += harness.ask(f"step {step_n // 10} 100")
+            else:
+                step_samples[name] += timed_calls(step_calls[name], step_n)
+    for fn in cleanup:
+        fn()
+    result = dict(config=cfg.__dict__, flops=cfg.flops, notes=notes, max_abs_diff_vs_lstmgen=errors,
+                  forward_ms={k: float(np.median(v)) * 1e-6 for k, v in samples.items()},
+                  forward_ms_min={k: float(np.min(v)) * 1e-6 for k, v in samples.items()},
+                  samples={k: len(v) for k, v in samples.items()},
+                  step_us={k: float(np.median(v)) * 1e-3 for k, v in step_samples.items()},
+                  step_us_min={k: float(np.min(v)) * 1e-3 for k, v in step_samples.items()})
+    log(f"  {cfg.name}: " + ", ".join(f"{LABELS[k]} {v:.3f} ms" for k, v in result["forward_ms"].items())
+        + ("; " + ", ".join(f"{LABELS[k]} {v:.3f} us" for k, v in result["step_us"].items()) if step_samples else ""))
+    return result
+
+
+def measure_peak(workdir: str) -> dict:
+    exe = os.path.join(workdir, "peak")
+    subprocess.run([os.environ.get("CC", "cc"), "-O2", "-march=native", os.path.join(HERE, "peak.c"), "-o", exe], check=True)
+    return json.loads(subprocess.run([exe], check=True, capture_output=True, text=True).stdout)
+
+
+# ---- report -------------------------------------------------------------------------------------
+
+
+def tables(results: list[dict], peak: float) -> str:
+    lines = [f"fp32 FMA peak of this core (benchmarks/peak.c): {peak:.0f} GFLOP/s", ""]
+    lines.append("| config | peer | ms (median) | GFLOP/s | % of peak | peer time / lstmgen C |")
+    lines.append("|---|---|---:|---:|---:|---:|")
+    for res in results:
+        name, ms, base = res["config"]["name"], res["forward_ms"], res["forward_ms"].get("lstmgen_c")
+        for peer in PEERS:
+            if peer in ms:
+                gf = res["flops"] / (ms[peer] * 1e-3) / 1e9
+                ratio = f"{ms[peer] / base:.2f}x" if base else ""
+                lines.append(f"| {name} | {LABELS[peer]} | {ms[peer]:.3f} | {gf:.1f} | {100 * gf / peak:.1f}% | {ratio} |")
+            elif peer in res["notes"]:
+                lines.append(f"| {name} | {LABELS[peer]} | {res['notes'][peer]} | | | |")
+    steps = [r for r in results if r["step_us"]]
+    if steps:
+        lines += ["", "| config | streaming, one step | us (median) | ns | peer time / <p>_step |", "|---|---|---:|---:|---:|"]
+        for res in steps:
+            us, base = res["step_us"], res["step_us"].get("lstmgen_c_step")
+            for peer in STEP_PEERS:
+                if peer in us:
+                    ratio = f"{us[peer] / base:.1f}x" if base else ""
+                    lines.append(f"| {res['config']['name']} | {LABELS[peer]} | {us[peer]:.3f} | {1000 * us[peer]:.0f} | {ratio} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="few reps (seconds, not minutes): for iterating")
+    ap.add_argument("--configs", default=",".join(c.name for c in CONFIGS), help="comma-separated config names")
+    ap.add_argument("--peers", default=",".join(PEERS + STEP_PEERS), help="comma-separated peers")
+    ap.add_argument("--out", default=None, help="JSON results file (default benchmarks/results.json, "
+                    "bench_out/results-quick.json with --quick)")
+    args = ap.parse_args(argv)
+    names = args.configs.split(",")
+    unknown = sorted(set(names) - {c.name for c in CONFIGS})
+    bad_peers = sorted(set(args.peers.split(",")) - set(PEERS + STEP_PEERS))
+    if unknown or bad_peers:
+        ap.error(f"unknown config(s) {unknown} or peer(s) {bad_peers}")
+    peers = tuple(args.peers.split(","))
+    out = args.out or (os.path.join(ROOT, "bench_out", "results-quick.json") if args.quick else os.path.join(HERE, "results.json"))
+    os.environ.setdefault("LSTMGEN_CACHE_DIR", os.path.join(ROOT, "bench_out", "cache"))
+    t_start = time.time()
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    workdir = tempfile.mkdtemp(prefix="lstmgen-bench-")
+    try:
+        peak = measure_peak(workdir)
+        log(f"peak: {peak['gflops']:.1f} GFLOP/s ({peak['isa']})")
+        results = [measure_config(c, peers, args.quick, workdir, log) for c in CONFIGS if c.name in names]
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    text = tables(results, peak["gflops"])
+    print(text)
+    info = dict(machine=platform.processor() or platform.machine(), cpu=_cpu_name(), python=platform.python_version(),
+                numpy=np.__version__, lstmgen=lstmgen.__version__, isa=lstmgen.kernels.native_isa(),
+                quick=args.quick, seconds=round(time.time() - t_start, 1), peak=peak,
+                command="python benchmarks/bench.py" + (" --quick" if args.quick else ""))
+    for mod in ("torch", "onnxruntime"):
+        try:
+            info[mod] = __import__(mod).__version__
+        except ImportError:
+            pass
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w", encoding="utf-8") as fh:
+        json.dump(dict(info=info, results=results, table=text), fh, indent=1)
+        fh.write("\n")
+    log(f"wrote {out} ({info['seconds']} s)")
+    return 0
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

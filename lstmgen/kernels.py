@@ -1,0 +1,172 @@
+"""Kernel planning: which instruction set, vector width, register tiles and math the C uses.
+
+Input: an `LSTMSpec`, a target name and a math name. Output: a frozen `KernelPlan` that codegen
+hands to the templates (which only spell it) and that `weights.pack` follows for the layout.
+
+Targets: `portable` (plain C99, no intrinsics: what embedded output uses), `avx2`, `avx512`
+(x86 with FMA), `neon` (AArch64 Advanced SIMD), and `native`, resolved once per process to the
+best of these that the C compiler enables with `-march=native`.
+
+Vector kernels need H to be a multiple of the vector width (16, 8 or 4 floats); the widest width
+that divides H is used, and when none does the portable kernels run (with the target's flags).
+With vector width W the packed W_ih / W_hh / bias put the gates of W units side by side: block b
+holds the columns [i, f, g, o] of units b*W .. b*W+W-1 (see weights.py), so the four gate
+vectors of a unit block come out of one pass over W_hh and the cell runs on registers.
+
+Math: `libm` calls expf/tanhf (bit-for-bit what the C library gives); `approx` replaces sigmoid
+and tanh with a rational approximation in float32 (no libm, no double, vectorizable):
+
+    tanh(x) ~ x * P(x^2) / Q(x^2)  on [-9, 9], clamped outside (tanh(9) rounds to 1 in float32)
+    sigmoid(x) = 1/2 + tanh(x/2)/2, the same rational function with its coefficients scaled
+
+P and Q are degree 4 in x^2 with positive coefficients (so Q >= 1 and nothing cancels), fitted
+for minimal relative error by benchmarks/fit_tanh.py; the max error vs libm is asserted by
+tests/test_fast_math.py and quoted in the README.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+from .spec import DEFAULT_ACTIVATIONS, LSTMSpec
+
+ISAS = ("portable", "avx2", "avx512", "neon")
+TARGETS = ("native",) + ISAS
+MATHS = ("libm", "approx")
+
+# x * P(s) / Q(s), s = x^2: P = 1 + p1 s + ... + p4 s^4, Q = 1 + q1 s + ... + q4 s^4.
+TANH_CLAMP = 9.0
+TANH_P = tuple(float.fromhex(h) for h in ("0x1p+0", "0x1.120b22p-3", "0x1.ca2c9cp-9", "0x1.59c3ap-16", "0x1.caddaep-27"))
+TANH_Q = tuple(float.fromhex(h) for h in ("0x1p+0", "0x1.de5adap-2", "0x1.a7f7fep-6", "0x1.588644p-12", "0x1.a180bcp-21"))
+# sigmoid(x) = 1/2 + tanh(x/2)/2 = 1/2 + x P'(x^2) / Q'(x^2): the same fit, scaled by powers of 2
+# (exact in binary), clamped to |x| <= 2 * TANH_CLAMP.
+SIGMOID_P = tuple(c / 4.0 ** (k + 1) for k, c in enumerate(TANH_P))
+SIGMOID_Q = tuple(c / 4.0 ** k for k, c in enumerate(TANH_Q))
+
+# Vector widths each ISA offers, widest first (floats per register).
+_WIDTHS = {"portable": (), "avx2": (8, 4), "avx512": (16, 8, 4), "neon": (4,)}
+# Architectural vector registers: decides how many rows one register tile holds.
+_REGISTERS = {"avx2": 16, "avx512": 32, "neon": 32}
+
+
+@dataclass(frozen=True)
+class KernelPlan:
+    isa: str  # portable | avx2 | avx512 | neon (never "native": resolved)
+    math: str  # libm | approx
+    vw: int  # floats per vector; 0 = the portable scalar kernels
+    mr: int  # rows per register tile of the projection (mr rows x 4 gate vectors)
+    vector_cell: bool  # the plain torch cell runs on vectors (math=approx, default activations)
+    nb1: int = 1  # gate blocks per tile of the one-row (B = 1) recurrence step
+    ks: int = 1  # the recurrence's sum over k split into ks interleaved partial sums (short chains)
+    kc: int = 0  # K chunk for multi-row tiles: one block's (kc, 4 vw) weight panel stays in L1
+    mrs: int = 0  # rows per register tile of the recurrence (mr / ks: ks partial sums each)
+
+    @property
+    def unit_block(self) -> int:
+        """Units per packed gate block (0: torch's order, i.e. one block of all H units)."""
+        return self.vw
+
+    @property
+    def vector(self) -> bool:
+        return self.vw > 0
+
+    def __str__(self) -> str:
+        s = f"target={self.isa}"
+        if self.vw:
+            s += f" vw={self.vw}"
+        return s + f" math={self.math}"
+
+
+def check_math(math: object) -> str:
+    if math not in MATHS:
+        raise ValueError(f"math must be one of {', '.join(map(repr, MATHS))}, got {math!r}")
+    return str(math)
+
+
+def check_target(target: object) -> str:
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {', '.join(map(repr, TARGETS))}, got {target!r}")
+    return str(target)
+
+
+@functools.lru_cache(maxsize=None)
+def _native_macros(cc: str) -> frozenset[str]:
+    """Macros the C compiler predefines with -march=native (empty if it cannot tell)."""
+    exe = shutil.which(cc.split()[0]) if cc else None
+    if exe is None:
+        return frozenset()
+    try:
+        out = subprocess.run([*cc.split(), "-march=native", "-dM", "-E", "-x", "c", os.devnull],
+                             capture_output=True, text=True, timeout=60, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return frozenset()
+    return frozenset(line.split()[1] for line in out.splitlines() if line.startswith("#define "))
+
+
+def native_isa() -> str:
+    """The vector ISA `-march=native` gives on this machine with this compiler."""
+    macros = _native_macros(os.environ.get("CC", "cc"))
+    if {"__AVX512F__", "__AVX512VL__", "__FMA__"} <= macros:
+        return "avx512"
+    if {"__AVX2__", "__FMA__"} <= macros:
+        return "avx2"
+    if "__aarch64__" in macros and "__ARM_NEON" in macros:
+        return "neon"
+    return "portable"
+
+
+def host_runs(isa: str) -> bool:
+    """Can this machine run code built for `isa`? (judged by what -march=native enables)"""
+    native = native_isa()
+    return isa == "portable" or isa == native or (isa == "avx2" and native == "avx512")
+
+
+def resolve_target(target: object) -> str:
+    """A target name -> an ISA name ('native' becomes what this host's compiler offers)."""
+    target = check_target(target)
+    return native_isa() if target == "native" else target
+
+
+def plan(spec: LSTMSpec, isa: str, math: str) -> KernelPlan:
+    """Choose the kernels for a spec on an ISA (already resolved, see resolve_target)."""
+    if isa not in ISAS:
+        raise ValueError(f"isa must be one of {ISAS}, got {isa!r}")
+    check_math(math)
+    H = spec.hidden_size
+    vw = next((w for w in _WIDTHS[isa] if H % w == 0), 0)
+    torch_acts = all(spec.direction_activations(d) == DEFAULT_ACTIVATIONS for d in range(spec.num_directions))
+    vector_cell = bool(vw) and math == "approx" and torch_acts and not spec.peepholes and spec.clip is None and not spec.input_forget
+    if not vw:
+        return KernelPlan(isa=isa, math=math, vw=0, mr=0, vector_cell=False)
+    regs = _REGISTERS[isa]
+    nb = H // vw
+    # One-row step: as many gate blocks per tile as registers allow (4 accumulators each), so
+    # W_hh streams through once with enough independent FMA chains to hide their latency.
+    nb1 = next(n for n in (4, 2, 1) if nb % n == 0 and 4 * n <= regs // 2)
+    # A single gate block (H = vw) has only 4 chains: split the sum over k in two to halve
+    # the step's critical path. Fixed per model, so results never depend on B.
+    ks = 2 if nb == 1 else 1
+    # Tile = mr rows x 4 gate vectors of accumulators (x ks partial sums), plus 4 weights.
+    mr = 6 if regs >= 32 else 2
+    # ~24 KiB of weight panel per K chunk (half an L1): reused by every row group from L1.
+    kc = max(16, 24576 // (16 * vw))
+    return KernelPlan(isa=isa, math=math, vw=vw, mr=mr, vector_cell=vector_cell, nb1=nb1, ks=ks, kc=kc,
+                      mrs=max(1, mr // ks))
+
+
+def compile_flags(target: str) -> list[str]:
+    """Compiler flags for a target. ISO C99 without FMA contraction: FMAs only where the C
+    spells them (the vector kernels), so every schedule computes the same bits."""
+    check_target(target)
+    flags = ["-O3", "-std=c99", "-ffp-contract=off", "-fno-math-errno"]
+    if target == "native":
+        flags.append("-march=native")
+    elif target == "avx2":
+        flags += ["-mavx2", "-mfma"]
+    elif target == "avx512":
+        flags += ["-mavx512f", "-mavx512vl", "-mavx2", "-mfma"]
+    return flags
