@@ -36,6 +36,12 @@ fuzz: $(STAMP)
 	$(VPY) -m pip install -q atheris onnx
 	$(VPY) fuzz/run.py --seconds $(FUZZ_SECONDS)
 
+# Speed against numpy, torch and onnxruntime (1 thread) on issue 3's five configs, plus this core's
+# FMA peak; prints the README's "Speed" table and writes benchmarks/results.json (a few minutes).
+# Not part of make test: tests never time things. `make bench BENCH_ARGS=--quick` for a quick look.
+bench: $(STAMP)
+	$(VPY) benchmarks/bench.py $(BENCH_ARGS)
+
 # Regenerate the checked-in C in generated/ (a test fails when it is stale).
 generate: $(STAMP)
 	$(VPY) examples/make_generated.py

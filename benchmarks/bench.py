@@ -35,8 +35,8 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
-from typing import Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -51,7 +51,7 @@ from lstmgen import build as lg_build  # noqa: E402
 @dataclass(frozen=True)
 class Config:
     name: str
-    I: int
+    inputs: int  # I
     H: int
     P: int
     L: int
@@ -62,7 +62,7 @@ class Config:
 
     @property
     def spec(self) -> lstmgen.LSTMSpec:
-        return lstmgen.LSTMSpec(input_size=self.I, hidden_size=self.H, proj_size=self.P, num_layers=self.L,
+        return lstmgen.LSTMSpec(input_size=self.inputs, hidden_size=self.H, proj_size=self.P, num_layers=self.L,
                                 bidirectional=self.bidir)
 
     @property
@@ -182,11 +182,12 @@ def timed_calls(fn: Callable[[], object], n: int) -> list[float]:
     return out
 
 
-def measure_config(cfg: Config, peers: tuple[str, ...], quick: bool, workdir: str, log) -> dict:
+def measure_config(cfg: Config, peers: tuple[str, ...], quick: bool, workdir: str, log, rounds: int | None = None,
+                   seconds: float | None = None) -> dict:
     spec = cfg.spec
     weights = lstmgen.random_weights(spec, seed=0)
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((cfg.T, cfg.B, cfg.I)).astype(np.float32)
+    x = rng.standard_normal((cfg.T, cfg.B, cfg.inputs)).astype(np.float32)
     calls: dict[str, Callable[[], object]] = {}
     outputs: dict[str, np.ndarray] = {}
     notes: dict[str, str] = {}
@@ -215,7 +216,7 @@ def measure_config(cfg: Config, peers: tuple[str, ...], quick: bool, workdir: st
             notes["torch"] = "torch not installed"
     if torch is not None:
         torch.set_num_threads(1)
-        lstm = torch.nn.LSTM(cfg.I, cfg.H, num_layers=cfg.L, proj_size=cfg.P, bidirectional=cfg.bidir).eval()
+        lstm = torch.nn.LSTM(cfg.inputs, cfg.H, num_layers=cfg.L, proj_size=cfg.P, bidirectional=cfg.bidir).eval()
         lstm.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
         xt = torch.from_numpy(x)
         if "torch" in peers:
@@ -253,7 +254,7 @@ def measure_config(cfg: Config, peers: tuple[str, ...], quick: bool, workdir: st
         if "torch_cell" in peers and torch is not None:
             cells = []
             for layer in range(cfg.L):
-                cell = torch.nn.LSTMCell(cfg.I if layer == 0 else cfg.H, cfg.H).eval()
+                cell = torch.nn.LSTMCell(cfg.inputs if layer == 0 else cfg.H, cfg.H).eval()
                 cell.load_state_dict({n.replace(f"_l{layer}", ""): torch.from_numpy(weights[n]) for n in weights if n.endswith(f"_l{layer}")})
                 cells.append(cell)
             state = [(torch.zeros(cfg.B, cfg.H), torch.zeros(cfg.B, cfg.H)) for _ in range(cfg.L)]
@@ -275,8 +276,8 @@ def measure_config(cfg: Config, peers: tuple[str, ...], quick: bool, workdir: st
             est[name] = min(harness.ask("forward 3")) * 1e-9
         else:
             est[name] = min(timed_calls(fn, 3)) * 1e-9
-    per_peer = 0.6 if quick else 5.0
-    rounds = 3 if quick else 10
+    per_peer = seconds if seconds is not None else (0.6 if quick else 5.0)
+    rounds = rounds or (3 if quick else 10)
     reps = {name: max(1, int(per_peer / rounds / max(t, 1e-6))) for name, t in est.items()}
     reps = {k: min(v, 400) for k, v in reps.items()}
     samples: dict[str, list[float]] = {k: [] for k in calls}
@@ -287,7 +288,7 @@ def measure_config(cfg: Config, peers: tuple[str, ...], quick: bool, workdir: st
             harness.ask(f"forward {reps[name]}")
         else:
             timed_calls(fn, reps[name])
-    step_n = 200 if quick else 1000
+    step_n = 100 if quick else 1000
     for name, fn in step_calls.items():
         if name == "lstmgen_c_step":
             harness.ask("step 10 1000")
@@ -360,6 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="few reps (seconds, not minutes): for iterating")
     ap.add_argument("--configs", default=",".join(c.name for c in CONFIGS), help="comma-separated config names")
     ap.add_argument("--peers", default=",".join(PEERS + STEP_PEERS), help="comma-separated peers")
+    ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3 quick, 10 full)")
+    ap.add_argument("--seconds", type=float, default=None, help="time per peer and config (default 0.6 quick, 5 full)")
     ap.add_argument("--out", default=None, help="JSON results file (default benchmarks/results.json, "
                     "bench_out/results-quick.json with --quick)")
     args = ap.parse_args(argv)
@@ -380,7 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         peak = measure_peak(workdir)
         log(f"peak: {peak['gflops']:.1f} GFLOP/s ({peak['isa']})")
-        results = [measure_config(c, peers, args.quick, workdir, log) for c in CONFIGS if c.name in names]
+        results = [measure_config(c, peers, args.quick, workdir, log, args.rounds, args.seconds)
+                   for c in CONFIGS if c.name in names]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     text = tables(results, peak["gflops"])

@@ -74,7 +74,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.max_batch != 1 or args.no_selftest or args.tolerance is not None:
         raise ValueError("--max-batch, --no-selftest and --tolerance only apply with --embedded")
     paths = generate(spec, weights, args.out, prefix=args.prefix, time_loop=args.time_loop,
-                     seq_len=args.seq_len, chunk=args.chunk, allow_nonfinite=args.allow_nonfinite)
+                     seq_len=args.seq_len, chunk=args.chunk, target=args.target, math=args.math,
+                     allow_nonfinite=args.allow_nonfinite)
     for path in paths:
         print(path)
     return 0
@@ -171,6 +172,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "for unidirectional models, bidirectional ones need --seq-len)")
     g.add_argument("--max-batch", type=int, default=1, help="with --embedded: most batch rows one static state serves")
     g.add_argument("--no-selftest", action="store_true", help="with --embedded: leave out <prefix>_selftest.c")
+    g.add_argument("--target", choices=["portable", "avx2", "avx512", "neon", "native"], default="portable",
+                   help="kernels: plain C99 (default) or vector intrinsics for an ISA ('native': this machine's)")
+    g.add_argument("--math", choices=["libm", "approx"], default="libm",
+                   help="sigmoid/tanh: libm's expf/tanhf (default) or libm-free float32 approximations")
     g.add_argument("--tolerance", type=float, default=None, help="with --embedded: the self-test's absolute tolerance (default 1e-5)")
     _schedule_args(g)
     g.set_defaults(fn=cmd_generate)

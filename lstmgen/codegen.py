@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import jinja2
 import numpy as np
 
-from . import __version__
-from . import kernels
+from . import __version__, kernels
 from .ir import Program, Recurrence
 from .spec import Activation
 from .weights import PackedCell
@@ -410,3 +409,24 @@ def kernel_context(program: Program, p: str) -> dict:
         ctx.update(header=header, vtype=vtype, guard=guard, flags_hint=hint,
                    ops=[(n, r.format(p=p), a.format(p=p), b) for n, r, a, b in ops if n in used])
     return ctx
+
+
+def math_probe_sources(isa: str = "portable", prefix: str = "probe") -> Sources:
+    """A small C file with math="approx"'s tanh/sigmoid (scalar and, for a vector ISA, the vector
+    forms) next to libm's, behind one entry point, for measuring their error:
+
+        void <p>_probe(int32_t which, const float *x, float *y, int32_t n)
+        which: 0 tanh approx, 1 sigmoid approx (scalar C), 2 tanh, 3 sigmoid (vector; n a multiple
+        of 16), 4 tanhf, 5 1 / (1 + expf(-x)) (libm, what math="libm" computes)
+    """
+    p = check_prefix(prefix)
+    from .ir import build_program
+    from .ir import Schedule as _Schedule
+    from .spec import LSTMSpec
+
+    program = build_program(LSTMSpec(input_size=1, hidden_size=16), _Schedule(target=isa, math="approx"))
+    k = kernel_context(program, p)
+    k.update(scalar_tanh=True, scalar_sigmoid=True)
+    text = _env().get_template("kernels.j2").module.math_probe(p, p.upper(), k)  # type: ignore[attr-defined]
+    cdef = f"void {p}_probe(int32_t which, const float *x, float *y, int32_t n);\n"
+    return Sources(files={f"{p}.c": text, f"{p}.h": f"#include <stdint.h>\n{cdef}"}, cdef=cdef, prefix=p)

@@ -93,7 +93,7 @@ def check_target(target: object) -> str:
     return str(target)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _native_macros(cc: str) -> frozenset[str]:
     """Macros the C compiler predefines with -march=native (empty if it cannot tell)."""
     exe = shutil.which(cc.split()[0]) if cc else None
