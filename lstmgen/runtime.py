@@ -4,8 +4,9 @@ Input: the cffi module from build.py, the Program it was rendered from, packed w
 Output: `Model` — `model(x, hx=None, lengths=None) -> (out, (h_n, c_n))` — and `Stream` for
 step-at-a-time use. numpy buffers are handed to C without copies when they are already
 C-contiguous native float32; anything else is converted once (or refused with a clear error).
-The GIL is released during the C call (cffi does this), and every call uses its own outputs and
-workspace, so one Model may be called from several threads at once.
+The GIL is released during the C call (cffi does this), every call has its own outputs and every
+thread its own workspace (kept between its calls), so one Model may be called from several
+threads at once. Calls with an input shape already validated take a short path (_fast_call).
 """
 
 from __future__ import annotations
@@ -24,6 +25,18 @@ from .weights import PackedCell, pack
 
 _INT32_MAX = 2**31 - 1
 _C_ERRORS = {value: f"{name}: {doc}" for name, value, doc in ERRORS}
+_F32 = np.dtype(np.float32)
+# A thread keeps its last workspace (and its C pointer) for the next call when it is at most this
+# many floats: no allocation, no page faults on the hot path; larger ones are allocated per call.
+_KEEP_WORKSPACE_FLOATS = 1 << 24
+
+
+def _ready(x: Any) -> bool:
+    """Is x already what the C reads (an aligned, dense, native float32 ndarray)? Cheap."""
+    if type(x) is not np.ndarray or x.dtype != _F32:
+        return False
+    flags = x.flags
+    return flags.c_contiguous and flags.aligned
 
 
 def _as_float_array(name: str, value: Any) -> np.ndarray:
@@ -83,6 +96,12 @@ class Model:
         else:
             packed = pack(spec, weights, allow_nonfinite=allow_nonfinite, unit_block=unit_block)
         self._packed = packed  # keeps the arrays alive while C holds pointers into them
+        self._sizes: dict[tuple[int, int], int] = {}  # (T, B) -> workspace floats, memory checked
+        # x.shape -> (T, B, workspace floats, y shape, h_n shape, c_n shape): shapes a full call
+        # has validated, so later calls with the same plain input take _fast_call
+        self._shapes: dict[tuple[int, ...], tuple] = {}
+        self._tls = threading.local()  # per thread: (workspace array, its C pointer)
+        self._fb = self._ffi.from_buffer
         self._weights = self._ffi.new(f"{prefix}_weights *")
         self._keep = []
         for i, cell in enumerate(packed):
@@ -106,6 +125,12 @@ class Model:
         raise ValueError(f"{what} failed with C error {code} ({_C_ERRORS.get(code, 'unknown error')})")
 
     def __call__(self, x: Any, hx: tuple[Any, Any] | None = None, lengths: Any = None):
+        if hx is None and lengths is None and type(x) is np.ndarray:
+            known = self._shapes.get(x.shape)
+            if known is not None and x.dtype == _F32:
+                flags = x.flags
+                if flags.c_contiguous and flags.aligned:
+                    return self._fast_call(x, known)
         spec = self.spec
         D, L, H, R, I = spec.num_directions, spec.num_layers, spec.hidden_size, spec.output_size, spec.input_size
         x = _as_float_array("x", x)  # shape checks first: refuse before copying anything
@@ -132,23 +157,30 @@ class Model:
         fixed = self.program.schedule.seq_len
         if self.program.schedule.time_loop == "unrolled" and T != fixed:
             raise ValueError(f"this model was compiled unrolled for seq_len={fixed}; x has T={T}")
-        need = self._workspace_floats(T, B)
-        if need < 0:
-            raise ValueError(f"x has shape {x.shape}: T * B is too large ({_C_ERRORS.get(need, need)})")
-        total = 4 * (need + T * B * (D * R + I) + L * D * B * (R + H))  # workspace, outputs, a copy of x
-        if total > _physical_memory():  # np.empty would "succeed" (overcommit) and the C would then die
-            raise MemoryError(f"x has shape {x.shape}: the workspace ({need} floats), outputs and input need "
-                              f"{total / 2**30:.3g} GiB, more than this machine's {_physical_memory() / 2**30:.3g} GiB of memory")
+        need = self._sizes.get((T, B), -1)
+        if need < 0:  # first call with this (T, B): ask the C, check the memory, remember
+            need = self._workspace_floats(T, B)
+            if need < 0:
+                raise ValueError(f"x has shape {x.shape}: T * B is too large ({_C_ERRORS.get(need, need)})")
+            total = 4 * (need + T * B * (D * R + I) + L * D * B * (R + H))  # workspace, outputs, a copy of x
+            if total > _physical_memory():  # np.empty would "succeed" (overcommit) and the C would then die
+                raise MemoryError(f"x has shape {x.shape}: the workspace ({need} floats), outputs and input need "
+                                  f"{total / 2**30:.3g} GiB, more than this machine's {_physical_memory() / 2**30:.3g} GiB of memory")
+            if len(self._sizes) < 64:
+                self._sizes[(T, B)] = need
+        total = 0
         try:  # the large buffers first: a huge request fails here, before any copy of x is made
-            ws = np.empty(max(need, 1), dtype=np.float32)
+            ws, ws_ptr = self._workspace(need)
             if spec.batch_first:
                 y = np.empty((B, T, D * R), dtype=np.float32)
             else:
                 y = np.empty((T, B, D * R), dtype=np.float32)
             h_n = np.empty((L * D, B, R), dtype=np.float32)
             c_n = np.empty((L * D, B, H), dtype=np.float32)
-            x = np.require(x, np.float32, _C_LAYOUT)
+            if not _ready(x):
+                x = np.require(x, np.float32, _C_LAYOUT)
         except MemoryError:
+            total = 4 * (need + T * B * (D * R + I) + L * D * B * (R + H))
             raise MemoryError(f"x has shape {x.shape}: the workspace ({need} floats), outputs and input "
                               f"need {total / 2**30:.3g} GiB, which could not be allocated") from None
         ffi = self._ffi
@@ -183,14 +215,43 @@ class Model:
             lens = ffi.from_buffer("int32_t[]", la)
         fb = ffi.from_buffer
         rc = self._forward(self._weights, fb("float[]", x), T, B, lens, h0, c0, fb("float[]", y),
-                           fb("float[]", h_n), fb("float[]", c_n), fb("float[]", ws), need)
+                           fb("float[]", h_n), fb("float[]", c_n), ws_ptr, need)
+        del ws
         if rc != 0:
             self._raise(rc, f"{self.prefix}_forward")
         if not batched:
             return y.reshape(T, D * R), (h_n.reshape(L * D, R), c_n.reshape(L * D, H))
+        if hx is None and lengths is None and len(self._shapes) < 64:
+            self._shapes[x.shape] = (T, B, need, y.shape, h_n.shape, c_n.shape)
+        return y, (h_n, c_n)
+
+    def _fast_call(self, x: np.ndarray, known: tuple):
+        """__call__ for an input shape a full call already validated: a dense float32 (T, B, I)
+        array without hx or lengths. Only the allocations and the C call are left."""
+        T, B, need, y_shape, h_shape, c_shape = known
+        ws_ptr = self._workspace(need)[1]
+        y = np.empty(y_shape, _F32)
+        h_n = np.empty(h_shape, _F32)
+        c_n = np.empty(c_shape, _F32)
+        fb, null = self._fb, self._ffi.NULL
+        rc = self._forward(self._weights, fb("float[]", x), T, B, null, null, null, fb("float[]", y),
+                           fb("float[]", h_n), fb("float[]", c_n), ws_ptr, need)
+        if rc != 0:
+            self._raise(rc, f"{self.prefix}_forward")
         return y, (h_n, c_n)
 
     forward = __call__
+
+    def _workspace(self, need: int):
+        """(array, C pointer) of at least `need` floats: this thread's kept one when it fits."""
+        kept = getattr(self._tls, "ws", None)
+        if kept is not None and kept[0].size >= need:
+            return kept
+        ws = np.empty(max(need, 1), dtype=np.float32)
+        pair = (ws, self._ffi.from_buffer("float[]", ws))
+        if need <= _KEEP_WORKSPACE_FLOATS:
+            self._tls.ws = pair
+        return pair
 
     def stream(self, batch: int = 1) -> "Stream":
         """A step-at-a-time runner with its own state (unidirectional, forward models only)."""
@@ -221,6 +282,9 @@ class Stream:
         self._ws_args = (ffi.from_buffer("float[]", self._ws), need)
         self._in_shape = (B, I)
         self._out_shape = (B, R)
+        self._y = np.empty((B, R), dtype=np.float32)  # the C writes here; step returns a copy
+        self._y_ptr = ffi.from_buffer("float[]", self._y)
+        self._y1 = self._y[0]  # the (R,) view returned (copied) for unbatched input
         self._fb = ffi.from_buffer
         self._fn = model._step
         self._lock = threading.Lock()
@@ -228,21 +292,27 @@ class Stream:
     def step(self, x_t: Any) -> np.ndarray:
         """One time step: x_t (B, I) -> y_t (B, R). For batch=1 an (I,) input gives an (R,) output."""
         x = x_t
-        if type(x) is not np.ndarray or x.dtype != np.float32 or not x.flags.c_contiguous or not x.flags.aligned:
+        if type(x) is not np.ndarray or x.dtype is not _F32:
             x = _as_f32("x_t", x)
-        squeeze = False
+        else:
+            flags = x.flags
+            if not (flags.c_contiguous and flags.aligned):
+                x = _as_f32("x_t", x)
+        out = self._y
         if x.shape != self._in_shape:
             if self.batch == 1 and x.shape == self._in_shape[1:]:
-                squeeze = True
+                out = self._y1
             else:
                 raise ValueError(f"x_t has shape {x.shape}, expected {self._in_shape} (batch, input_size)")
-        y = np.empty(self._out_shape, dtype=np.float32)
         w, h, c = self._args
+        ws, ws_floats = self._ws_args
+        xp = self._fb("float[]", x)
         with self._lock:
-            rc = self._fn(w, self._fb("float[]", x), self.batch, h, c, self._fb("float[]", y), *self._ws_args)
+            rc = self._fn(w, xp, self.batch, h, c, self._y_ptr, ws, ws_floats)
+            y = out.copy()
         if rc != 0:
             self.model._raise(rc, f"{self.model.prefix}_step")
-        return y[0] if squeeze else y
+        return y
 
     def reset(self, row: int | None = None) -> None:
         """Zero the state of every row, or of one row (a channel restarts; the others go on)."""
