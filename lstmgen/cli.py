@@ -59,15 +59,16 @@ def _schedule_args(p: argparse.ArgumentParser) -> None:
 def cmd_generate(args: argparse.Namespace) -> int:
     spec, weights = _spec_and_weights(args)
     if args.embedded:
-        from .embedded import DEFAULT_TOLERANCE, generate_embedded
+        from .embedded import generate_embedded
 
         if weights is None:
             raise ValueError("--embedded needs --weights: they are compiled into <prefix>_weights.c")
+        if args.target != "portable":
+            raise ValueError("--embedded writes portable C99 for any core; leave out --target")
         paths = generate_embedded(spec, weights, args.out, prefix=args.prefix, max_batch=args.max_batch,
-                               seq_len=args.seq_len, chunk=args.chunk or None, time_loop=args.time_loop,
-                               selftest=not args.no_selftest,
-                               tolerance=args.tolerance if args.tolerance is not None else DEFAULT_TOLERANCE,
-                               allow_nonfinite=args.allow_nonfinite)
+                                  seq_len=args.seq_len, chunk=args.chunk or None, time_loop=args.time_loop,
+                                  math=args.math, selftest=not args.no_selftest, tolerance=args.tolerance,
+                                  allow_nonfinite=args.allow_nonfinite)
         for path in paths:
             print(path)
         return 0
@@ -87,7 +88,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     spec, weights = _spec_and_weights(args)
     cpus = tuple(args.cpu) if args.cpu else tuple(CPU_FLAGS)
     print(report(spec, weights, prefix=args.prefix, max_batch=args.max_batch, seq_len=args.seq_len,
-                 chunk=args.chunk or None, time_loop=args.time_loop, cpus=cpus, measure_code=not args.no_measure))
+                 chunk=args.chunk or None, time_loop=args.time_loop, math=args.math, cpus=cpus,
+                 measure_code=not args.no_measure))
     return 0
 
 
@@ -188,6 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("--cpu", action="append", choices=["cortex-m4", "cortex-m0plus"],
                    help="core(s) to cross-compile for (default: both); repeatable")
     r.add_argument("--no-measure", action="store_true", help="do not cross-compile (code bytes and stack not shown)")
+    r.add_argument("--math", choices=["libm", "approx"], default="libm",
+                   help="sigmoid/tanh: libm's expf/tanhf (default) or libm-free float32 approximations")
     _schedule_args(r)
     r.set_defaults(fn=cmd_report)
 

@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from . import reference
+from . import __version__, reference
 from .build import BuildError
-from .codegen import _array_lines, _env, _weights_ctx, c_float, check_prefix, render
+from .codegen import _array_lines, _env, _weights_ctx, c_float, check_prefix, kernel_plan, render
 from .ir import Program, Schedule, build_program
 from .spec import LSTMSpec
 from .weights import pack, random_weights
@@ -38,7 +38,8 @@ from .weights import pack, random_weights
 # Time window of the chunked schedule when the caller fixes neither chunk nor seq_len: four rows
 # share each weight load in the projection GEMM while the workspace stays a few KiB.
 DEFAULT_CHUNK = 4
-# float32 output vs the float64 reference with libm's expf/tanhf (the README's tolerance).
+# The self-test's absolute tolerance vs the float64 reference (the README's): float32 with libm's
+# expf/tanhf, or with math='approx', whose sigmoid/tanh error (kernels.py) is far below it.
 DEFAULT_TOLERANCE = 1e-5
 POINTER_BYTES = 4  # the weight table's pointers on the 32-bit targets this folder is for
 CELL_POINTERS = 5  # w_ih, w_hh, bias, w_hr, w_ph per <p>_cell_weights
@@ -102,7 +103,7 @@ class Footprint:
 
 
 def embedded_schedule(spec: LSTMSpec, *, max_batch: int = 1, seq_len: int | None = None, chunk: int | None = None,
-                      time_loop: str = "looped") -> Schedule:
+                      time_loop: str = "looped", math: str = "libm") -> Schedule:
     """The schedule of a static build. Unidirectional models default to the chunked schedule
     (workspace independent of T); bidirectional ones need a fixed maximum sequence length."""
     if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
@@ -115,11 +116,18 @@ def embedded_schedule(spec: LSTMSpec, *, max_batch: int = 1, seq_len: int | None
             "the time-chunked schedule (chunk > 0): otherwise the workspace grows with T"
             + (" (a bidirectional model reads the whole sequence: give seq_len)" if spec.bidirectional else "")
         )
-    return Schedule(time_loop=time_loop, seq_len=seq_len, chunk=chunk, max_batch=max_batch)  # type: ignore[arg-type]
+    # target stays "portable": plain C99 for any core (kernels.py)
+    return Schedule(time_loop=time_loop, seq_len=seq_len, chunk=chunk, max_batch=max_batch,  # type: ignore[arg-type]
+                    math=math)
 
 
-def _weight_floats(spec: LSTMSpec, packed: Any) -> int:
-    cells = _weights_ctx(packed if packed is not None else pack(spec, random_weights(spec)))
+def _pack(program: Program, weights: Mapping[str, Any], allow_nonfinite: bool = False) -> list:
+    """The weights in the layout this program's kernels read."""
+    return pack(program.spec, weights, allow_nonfinite=allow_nonfinite, unit_block=kernel_plan(program).unit_block)
+
+
+def _weight_floats(program: Program, packed: Any) -> int:
+    cells = _weights_ctx(packed if packed is not None else _pack(program, random_weights(program.spec)))
     return sum(a["size"] for cell in cells for a in cell["arrays"])
 
 
@@ -144,7 +152,7 @@ def footprint(program: Program, packed: Any = None) -> Footprint:
         h_floats=cells * B * spec.output_size,
         c_floats=cells * B * spec.hidden_size,
         ws_floats=program.workspace_floats(window, B),
-        weight_floats=_weight_floats(spec, packed),
+        weight_floats=_weight_floats(program, packed),
     )
 
 
@@ -266,25 +274,30 @@ def _selftest_ctx(spec: LSTMSpec, weights: Mapping[str, Any], fp: Footprint, pre
 
 def embedded_sources(spec: Any, weights: Mapping[str, Any], *, prefix: str = "lstm", max_batch: int = 1,
                      seq_len: int | None = None, chunk: int | None = None, time_loop: str = "looped",
-                     selftest: bool = True, tolerance: float = DEFAULT_TOLERANCE,
+                     math: str = "libm", selftest: bool = True, tolerance: float | None = None,
                      allow_nonfinite: bool = False) -> dict[str, str]:
-    """{filename: text} of the embedded folder (see the module docstring)."""
+    """{filename: text} of the embedded folder (see the module docstring).
+
+    math: 'libm' (expf/tanhf) or 'approx' (libm-free float32 sigmoid/tanh, kernels.py).
+    tolerance: the self-test's absolute tolerance (default DEFAULT_TOLERANCE)."""
     from .api import as_spec
 
     spec = as_spec(spec)
     p = check_prefix(prefix)
     if weights is None:
         raise ValueError("the embedded folder needs the weights: they are compiled into <prefix>_weights.c")
+    if tolerance is None:
+        tolerance = DEFAULT_TOLERANCE
     if not (isinstance(tolerance, (int, float)) and not isinstance(tolerance, bool) and 0 < tolerance < 1):
         raise ValueError(f"tolerance must be a number in (0, 1), got {tolerance!r}")
-    packed = pack(spec, weights, allow_nonfinite=allow_nonfinite)
     program = build_program(spec, embedded_schedule(spec, max_batch=max_batch, seq_len=seq_len, chunk=chunk,
-                                                    time_loop=time_loop))
+                                                    time_loop=time_loop, math=math))
+    packed = _pack(program, weights, allow_nonfinite)
     fp = footprint(program, packed)
     static = static_context(fp, p)
     sources = render(program, p, packed, static=static)
     files = dict(sources.files)
-    ctx = dict(p=p, P=p.upper(), banner=f"Generated by lstmgen ({spec.summary()}; {program.schedule}). Do not edit.",
+    ctx = dict(p=p, P=p.upper(), banner=f"Generated by lstmgen {__version__} ({spec.summary()}; {program.schedule}). Do not edit.",
                static=static, api=dict(cells=spec.num_layers * spec.num_directions,
                                        stream=spec.num_directions == 1 and not spec.reverse))
     env = _env()
@@ -436,7 +449,7 @@ def _stack_depths(graph: tuple[dict[str, int | None], dict[str, set[str]]], pref
 
 
 def report(spec: Any, weights: Mapping[str, Any] | None = None, *, prefix: str = "lstm", max_batch: int = 1,
-           seq_len: int | None = None, chunk: int | None = None, time_loop: str = "looped",
+           seq_len: int | None = None, chunk: int | None = None, time_loop: str = "looped", math: str = "libm",
            cpus: tuple[str, ...] = ("cortex-m4", "cortex-m0plus"), measure_code: bool = True) -> str:
     """The footprint as text: exact sizes, plus code bytes and stack per CPU when the cross
     compiler is installed (random weights stand in when none are given: sizes do not depend on values)."""
@@ -445,10 +458,10 @@ def report(spec: Any, weights: Mapping[str, Any] | None = None, *, prefix: str =
     spec = as_spec(spec)
     w = weights if weights is not None else random_weights(spec, seed=0)
     files = embedded_sources(spec, w, prefix=prefix, max_batch=max_batch, seq_len=seq_len, chunk=chunk,
-                             time_loop=time_loop, selftest=False)
+                             time_loop=time_loop, math=math, selftest=False)
     program = build_program(spec, embedded_schedule(spec, max_batch=max_batch, seq_len=seq_len, chunk=chunk,
-                                                    time_loop=time_loop))
-    fp = footprint(program, pack(spec, w))
+                                                    time_loop=time_loop, math=math))
+    fp = footprint(program, _pack(program, w))
     measured: list[Measurement] = []
     note = ""
     if measure_code:

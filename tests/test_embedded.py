@@ -103,6 +103,12 @@ def test_cli_generate_embedded_and_report(tmp_path, capsys):
     assert cli_main(["generate", os.path.join(ROOT, "examples", "bidir_proj.json"), "--weights",
                      os.path.join(ROOT, "examples", "bidir_proj.npz"), "--out", str(tmp_path / "y"), "--embedded"]) == 2
     assert "seq_len" in capsys.readouterr().err
+    assert cli_main(["generate", spec, "--weights", w, "--out", str(tmp_path / "v"), "--embedded", "--target", "avx2"]) == 2
+    assert cli_main(["generate", spec, "--weights", w, "--out", str(tmp_path / "a"), "--prefix", "kws", "--embedded",
+                     "--math", "approx", "--max-batch", "3"]) == 0
+    header = (tmp_path / "a" / "kws.h").read_text()
+    assert "#define KWS_MAX_BATCH 3 " in header and "math=approx" in header
+    assert "expf" not in (tmp_path / "a" / "kws.c").read_text()
 
 
 # ---- host builds --------------------------------------------------------------------------------
@@ -261,3 +267,21 @@ def test_firmware_exit_status_reports_a_failure(tmp_path):
     build_firmware(folder, "bidir_proj", "cortex-m4", elf)
     run = run_firmware(elf, "cortex-m4")
     assert run.returncode == 1 and "bidir_proj selftest: FAIL" in run.stdout, run.stdout
+
+
+def test_approx_math_is_libm_free_and_passes_as_cortex_m0plus_firmware(tmp_path):
+    """math='approx': no expf/tanhf left in the model objects; the M0+ self-test passes within 1e-5."""
+    need_tool("arm-none-eabi-gcc")
+    need_tool("qemu-system-arm")
+    spec = lstmgen.LSTMSpec(**KWS)
+    folder = str(tmp_path / "kws")
+    lstmgen.generate_embedded(spec, lstmgen.random_weights(spec, seed=0), folder, prefix="kws", math="approx")
+    files = {n: open(os.path.join(folder, n)).read() for n in os.listdir(folder)}
+    assert "expf" not in files["kws.c"] and "tanhf" not in files["kws.c"]
+    m = embedded.measure(files, "kws", "cortex-m0plus")
+    assert not {"expf", "tanhf"} & set(m.external_calls), m.external_calls
+    elf = os.path.join(folder, "fw.elf")
+    build_firmware(folder, "kws", "cortex-m0plus", elf)
+    run = run_firmware(elf, "cortex-m0plus")
+    assert run.returncode == 0 and "kws selftest: PASS (0 failures)" in run.stdout, run.stdout
+    print(f"\ncortex-m0plus, math=approx: {instructions_per_step(run.stdout):.0f} instructions per kws step")
