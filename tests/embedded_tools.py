@@ -2,7 +2,7 @@
 
 Run as a script for the README's figures (every target whose tools are installed):
 
-    .venv/bin/python tests/embedded_tools.py [example]     # default: kws
+    .venv/bin/python tests/embedded_tools.py [example] [--math approx]    # default: kws, libm
 
 Targets: the host (gcc, clang, valgrind), 32-bit ARM Linux under qemu-arm, and Cortex-M firmware
 under qemu-system-arm with semihosting (start-up and linker script in tests/embedded_fw/). With
@@ -82,11 +82,24 @@ def passed(stdout: str, prefix: str) -> bool:
     return f"{prefix} selftest: PASS (0 failures)" in stdout
 
 
-def figures(name: str = "kws") -> list[str]:
+def example_folder(name: str, dst: str, math: str) -> str:
+    """generated/<name> as it is (libm), or regenerated with the same options and another math."""
+    if math == "libm":
+        return copy_example(name, dst)
+    sys.path.insert(0, os.path.join(ROOT, "examples"))
+    import make_generated
+
+    spec, weights = make_generated.example(name)
+    out = os.path.join(dst, name)
+    embedded.generate_embedded(spec, weights, out, prefix=name, math=math, **make_generated.EMBEDDED[name])
+    return out
+
+
+def figures(name: str = "kws", math: str = "libm") -> list[str]:
     """One markdown table row per target whose tools are installed."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="lstmgen-emb-") as tmp:
-        folder = copy_example(name, tmp)
+        folder = example_folder(name, tmp, math)
         for cc in ("gcc", "clang"):
             if shutil.which(cc):
                 exe = os.path.join(folder, f"st_{cc}")
@@ -120,9 +133,14 @@ def figures(name: str = "kws") -> list[str]:
 
 
 if __name__ == "__main__":
-    example = sys.argv[1] if len(sys.argv) > 1 else "kws"
-    print(f"self-test of generated/{example} (tolerance 1e-5 absolute):\n")
+    import argparse
+
+    ap = argparse.ArgumentParser(description="the embedded self-test on every target whose tools are installed")
+    ap.add_argument("example", nargs="?", default="kws")
+    ap.add_argument("--math", choices=["libm", "approx"], default="libm")
+    args = ap.parse_args()
+    print(f"self-test of generated/{args.example}, math={args.math} (tolerance 1e-5 absolute):\n")
     print("| target | result | max abs error | instructions per step |")
     print("|---|---|---|---|")
-    for row in figures(example):
+    for row in figures(args.example, args.math):
         print(row)
