@@ -309,7 +309,8 @@ def embedded_sources(spec: Any, weights: Mapping[str, Any], *, prefix: str = "ls
         files[f"{p}_selftest.c"] = env.get_template("selftest.c.j2").render(ctx, **st)
     files["Makefile"] = env.get_template("Makefile.j2").render(ctx, summary=spec.summary())
     files["README.md"] = env.get_template("folder_readme.md.j2").render(
-        ctx, spec=spec, fp=fp, schedule=str(program.schedule), selftest=f"{p}_selftest.c" in files,
+        ctx, spec=spec, fp=fp, schedule=str(program.schedule), math=program.schedule.math,
+        selftest=f"{p}_selftest.c" in files,
         tolerance=f"{tolerance:g}", footprint=fp.lines("run `make size` (see below)"))
     return files
 
