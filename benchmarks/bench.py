@@ -26,6 +26,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # b
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
@@ -160,13 +161,25 @@ class Harness:
 
 
 def export_onnx(module, x_t) -> bytes:
+    """torch.onnx.export (the TorchScript exporter: the dynamo one takes far longer and refuses the
+    same models) with its chatter silenced, Python- and fd-level."""
     import torch
 
     buf = io.BytesIO()
-    with warnings.catch_warnings():
+    saved = [os.dup(1), os.dup(2)]
+    with open(os.devnull, "w") as null, warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+            contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, (x_t,), buf, input_names=["x"], output_names=["y", "h_n", "c_n"], dynamo=False,
-                          dynamic_axes={"x": {0: "T", 1: "B"}})
+        os.dup2(null.fileno(), 1)
+        os.dup2(null.fileno(), 2)
+        try:
+            torch.onnx.export(module, (x_t,), buf, input_names=["x"], output_names=["y", "h_n", "c_n"], dynamo=False,
+                              dynamic_axes={"x": {0: "T", 1: "B"}})
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
     return buf.getvalue()
 
 
@@ -239,7 +252,8 @@ def measure_config(cfg: Config, peers: tuple[str, ...], quick: bool, workdir: st
             except ImportError:
                 notes["onnxruntime"] = "onnxruntime not installed"
             except Exception as exc:  # the exporter refuses some models (e.g. proj_size)
-                notes["onnxruntime"] = f"cannot export: {type(exc).__name__}: {str(exc).splitlines()[0][:90]}"
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                notes["onnxruntime"] = "cannot export: " + first.split(". ")[0].replace("Unsupported: ", "")[:80]
     errors = {k: float(np.abs(np.asarray(v).reshape(ref.shape) - ref).max()) for k, v in outputs.items()}
 
     # step latency peers
@@ -331,8 +345,26 @@ def measure_peak(workdir: str) -> dict:
 # ---- report -------------------------------------------------------------------------------------
 
 
+def summary(results: list[dict], peak: float) -> str:
+    """One row per config: every peer's median ms, lstmgen's GFLOP/s and share of peak, and how many
+    times faster lstmgen (in C) is than each of the others."""
+    others = [p for p in PEERS if p not in ("lstmgen_c", "lstmgen_py")]
+    head = ["config", "lstmgen C ms", "lstmgen py ms", *(f"{LABELS[p]} ms" for p in others), "GFLOP/s (C)", "% of peak",
+            *(f"x vs {LABELS[p]}" for p in others)]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    for res in results:
+        ms, base = res["forward_ms"], res["forward_ms"].get("lstmgen_c")
+        cells = [res["config"]["name"]]
+        cells += [f"{ms[p]:.3f}" if p in ms else "-" for p in ("lstmgen_c", "lstmgen_py", *others)]
+        gf = res["flops"] / (base * 1e-3) / 1e9 if base else 0.0
+        cells += [f"{gf:.1f}" if base else "-", f"{100 * gf / peak:.0f}%" if base else "-"]
+        cells += [f"{ms[p] / base:.2f}" if base and p in ms else "n/a" for p in others]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def tables(results: list[dict], peak: float) -> str:
-    lines = [f"fp32 FMA peak of this core (benchmarks/peak.c): {peak:.0f} GFLOP/s", ""]
+    lines = [f"fp32 FMA peak of this core (benchmarks/peak.c): {peak:.0f} GFLOP/s", "", summary(results, peak), ""]
     lines.append("| config | peer | ms (median) | GFLOP/s | % of peak | peer time / lstmgen C |")
     lines.append("|---|---|---:|---:|---:|---:|")
     for res in results:

@@ -15,7 +15,7 @@
  *     check          a checksum of the last outputs (proves the work is not optimised away)
  *     quit
  */
-#define _POSIX_C_SOURCE 199309L
+#define _POSIX_C_SOURCE 200112L
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -35,9 +35,13 @@ static float uniform(float scale) /* in (-scale, scale) */
     return scale * ((float)(rng_state >> 8) * (2.0f / 16777216.0f) - 1.0f);
 }
 
-static float *filled(size_t n, float scale)
+static float *filled(size_t n, float scale) /* 64-byte aligned, like lstmgen's packed weights */
 {
-    float *a = malloc(sizeof(float) * (n ? n : 1));
+    void *p = NULL;
+    if (posix_memalign(&p, 64, sizeof(float) * (n ? n : 1)) != 0) {
+        p = NULL;
+    }
+    float *a = p;
     if (a == NULL) {
         fprintf(stderr, "harness: out of memory\n");
         exit(2);

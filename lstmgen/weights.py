@@ -22,6 +22,8 @@ Vector kernels (kernels.py) read a gate-blocked variant, `unit_block` = U > 0 un
 
 so one pass over a block's panel yields the four gate vectors of U units. unit_block = 0 is the
 plain layout above (one block holding all H units, in torch's order). w_hr and w_ph never change.
+Gate-blocked arrays (and w_hr with them) start on a 64-byte boundary, so no vector load of the
+kernels straddles two cache lines (numpy alone only promises 16 bytes).
 """
 
 from __future__ import annotations
@@ -86,14 +88,24 @@ def check_weights(spec: LSTMSpec, weights: Mapping[str, Any], *, allow_nonfinite
     return out
 
 
+def aligned_copy(arr: np.ndarray, align: int = 64) -> np.ndarray:
+    """A C-contiguous copy whose data starts on an `align`-byte boundary (numpy only promises 16):
+    a vector load must not straddle two cache lines."""
+    flat = np.empty(arr.size + align // arr.itemsize, dtype=arr.dtype)
+    skip = (-flat.ctypes.data % align) // arr.itemsize
+    out = flat[skip: skip + arr.size].reshape(arr.shape)
+    out[...] = arr
+    return out
+
+
 def _blocked(gates_first: np.ndarray, unit_block: int) -> np.ndarray:
-    """(4H, K) or (4H,) in torch order -> the gate-blocked layout (NB, K, 4U) or (NB, 4U)."""
+    """(4H, K) or (4H,) in torch order -> the gate-blocked layout (NB, K, 4U) or (NB, 4U), 64-byte aligned."""
     U = unit_block
     H = gates_first.shape[0] // 4
     if gates_first.ndim == 1:
-        return np.ascontiguousarray(gates_first.reshape(4, H // U, U).transpose(1, 0, 2).reshape(H // U, 4 * U))
+        return aligned_copy(gates_first.reshape(4, H // U, U).transpose(1, 0, 2).reshape(H // U, 4 * U))
     K = gates_first.shape[1]
-    return np.ascontiguousarray(gates_first.reshape(4, H // U, U, K).transpose(1, 3, 0, 2).reshape(H // U, K, 4 * U))
+    return aligned_copy(gates_first.reshape(4, H // U, U, K).transpose(1, 3, 0, 2).reshape(H // U, K, 4 * U))
 
 
 def pack(spec: LSTMSpec, weights: Mapping[str, Any], *, allow_nonfinite: bool = False,
@@ -130,7 +142,7 @@ def pack(spec: LSTMSpec, weights: Mapping[str, Any], *, allow_nonfinite: bool = 
                     w_ih=w_ih,
                     w_hh=w_hh,
                     bias=bias,
-                    w_hr=t(f"weight_hr_{s}") if spec.proj_size else None,
+                    w_hr=(aligned_copy(t(f"weight_hr_{s}")) if unit_block else t(f"weight_hr_{s}")) if spec.proj_size else None,
                     w_ph=w[f"weight_ph_{s}"] if spec.peepholes else None,
                     unit_block=unit_block,
                 )

@@ -128,6 +128,8 @@ def test_gate_blocked_packing_layout():
                 np.testing.assert_array_equal(blocked.w_hh[b, :, q * U + u], w["weight_hh_l0"][row])
                 assert blocked.bias[b, q * U + u] == plain.bias[row]
     np.testing.assert_array_equal(blocked.w_hr, plain.w_hr)
+    for arr in (blocked.w_ih, blocked.w_hh, blocked.bias, blocked.w_hr):  # whole-vector loads, one line each
+        assert arr.ctypes.data % 64 == 0 and arr.flags.c_contiguous
     for bad in (3, -1, True, 2.0):
         with pytest.raises(ValueError, match="unit_block"):
             pack(spec, w, unit_block=bad)
