@@ -131,7 +131,7 @@ def numpy_lstm(spec: lstmgen.LSTMSpec, weights: dict[str, np.ndarray]) -> Callab
 class Harness:
     """benchmarks/harness.c built against the generated C of one config, driven over a pipe."""
 
-    def __init__(self, cfg: Config, workdir: str):
+    def __init__(self, cfg: Config, workdir: str, model=None, x: np.ndarray | None = None):
         spec = cfg.spec
         src = os.path.join(workdir, cfg.name)
         lstmgen.generate(spec, None, src, prefix="bench", target="native", math="approx")
@@ -140,8 +140,17 @@ class Harness:
         cmd = [cc, *lg_build.compile_flags("native"), "-I", src, os.path.join(HERE, "harness.c"),
                os.path.join(src, "bench.c"), "-lm", "-o", exe]
         subprocess.run(cmd, check=True)
-        self.proc = subprocess.Popen([exe, str(cfg.T), str(cfg.B)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True, bufsize=1)
+        args = [exe, str(cfg.T), str(cfg.B)]
+        if model is not None and x is not None:  # the very weights and input of the Python model
+            blob = os.path.join(src, "data.bin")
+            with open(blob, "wb") as fh:
+                fh.write(np.ascontiguousarray(x, np.float32).tobytes())
+                for cell in model._packed:
+                    for arr in (cell.w_ih, cell.w_hh, cell.bias, cell.w_hr):
+                        if arr is not None:
+                            fh.write(np.ascontiguousarray(arr, np.float32).tobytes())
+            args.append(blob)
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
 
     def ask(self, line: str) -> list[float]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -212,9 +221,12 @@ def measure_config(cfg: Config, peers: tuple[str, ...], quick: bool, workdir: st
         calls["lstmgen_py"] = lambda: model(x)
         outputs["lstmgen_py"] = ref
     if "lstmgen_c" in peers or (cfg.stream and "lstmgen_c_step" in peers):
-        harness = Harness(cfg, workdir)
+        harness = Harness(cfg, workdir, model, x)
         cleanup.append(harness.close)
         harness.ask("forward 1")
+        checksum = harness.ask("check")[0]
+        if abs(checksum - float(ref.astype(np.float64).sum())) > 1e-3 * max(1.0, abs(checksum)):
+            raise RuntimeError(f"{cfg.name}: the C harness computes {checksum}, the Python model {ref.sum()}")
     if "lstmgen_c" in peers:
         calls["lstmgen_c"] = harness  # type: ignore[assignment]
     if "numpy" in peers:

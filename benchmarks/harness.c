@@ -4,10 +4,12 @@
  * flags as lstmgen's Python builds:
  *
  *     cc <flags> -I<dir> harness.c <dir>/bench.c -lm -o harness
- *     ./harness T B
+ *     ./harness T B [data.bin]
  *
- * Weights and inputs are pseudo-random, uniform in (-1/sqrt(H), 1/sqrt(H)) and (-1, 1): the
- * time does not depend on them. Commands arrive on stdin, one per line, so bench.py can
+ * data.bin (bench.py writes it) holds x (T, B, I) and then, per cell, the packed w_ih, w_hh, bias
+ * and w_hr exactly as the Python model holds them, so both compute the same numbers ("check"
+ * proves it); without it weights and inputs are pseudo-random, uniform in (-1/sqrt(H), 1/sqrt(H))
+ * and (-1, 1). Commands arrive on stdin, one per line, so bench.py can
  * interleave this process with the Python peers; each answer is one line on stdout:
  *
  *     forward N      N timings of bench_forward over the whole (T, B) sequence, in ns
@@ -59,10 +61,24 @@ static double now_ns(void)
     return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
 
+/* n floats from fh into a (when fh is given) */
+static void load(FILE *fh, float *a, size_t n)
+{
+    if (fh != NULL && fread(a, sizeof(float), n, fh) != n) {
+        fprintf(stderr, "harness: data file too short\n");
+        exit(2);
+    }
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s T B\n", argv[0]);
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: %s T B [data.bin]\n", argv[0]);
+        return 2;
+    }
+    FILE *data = NULL;
+    if (argc == 4 && (data = fopen(argv[3], "rb")) == NULL) {
+        fprintf(stderr, "harness: cannot open %s\n", argv[3]);
         return 2;
     }
     const int32_t T = (int32_t)atoi(argv[1]), B = (int32_t)atoi(argv[2]);
@@ -70,16 +86,28 @@ int main(int argc, char **argv)
     const float k = 1.0f / sqrtf((float)H);
     bench_weights w;
     memset(&w, 0, sizeof(w));
+    float *x = filled((size_t)T * (size_t)B * BENCH_INPUT_SIZE, 1.0f);
+    load(data, x, (size_t)T * (size_t)B * BENCH_INPUT_SIZE);
     for (int32_t i = 0; i < CELLS; ++i) {
         const size_t in = i < BENCH_NUM_DIRECTIONS ? BENCH_INPUT_SIZE : BENCH_NUM_DIRECTIONS * R;
-        w.cell[i].w_ih = filled(G * in, k);
-        w.cell[i].w_hh = filled(G * R, k);
-        w.cell[i].bias = filled(G, k);
-        w.cell[i].w_hr = BENCH_PROJ_SIZE ? filled(H * R, k) : NULL;
+        float *w_ih = filled(G * in, k), *w_hh = filled(G * R, k), *bias = filled(G, k);
+        float *w_hr = BENCH_PROJ_SIZE ? filled(H * R, k) : NULL;
+        load(data, w_ih, G * in);
+        load(data, w_hh, G * R);
+        load(data, bias, G);
+        if (w_hr != NULL) {
+            load(data, w_hr, H * R);
+        }
+        w.cell[i].w_ih = w_ih;
+        w.cell[i].w_hh = w_hh;
+        w.cell[i].bias = bias;
+        w.cell[i].w_hr = w_hr;
         w.cell[i].w_ph = filled(3 * H, k);
     }
+    if (data != NULL) {
+        fclose(data);
+    }
     const size_t y_row = BENCH_NUM_DIRECTIONS * R;
-    float *x = filled((size_t)T * (size_t)B * BENCH_INPUT_SIZE, 1.0f);
     float *y = filled((size_t)T * (size_t)B * y_row, 0.0f);
     float *h = filled(CELLS * (size_t)B * R, 0.0f), *c = filled(CELLS * (size_t)B * H, 0.0f);
     const int64_t ws_floats = bench_workspace_floats(T, B);
