@@ -7,8 +7,9 @@ initial state, also written in place) is compiled into one C program (tests/c_ha
 checks every error code and runs each case on exactly-sized heap buffers. The results must match
 lstmgen.reference (|error| <= 1e-5 * max(1, |value|)) and the tools must report nothing.
 
-`make test` runs the quick sweep (QUICK configs) with gcc and clang ASan+UBSan and valgrind;
-`make sanitize` (LSTMGEN_FULL=1) runs the full sweep (QUICK + 40 random configs) with gcc -O1 and
+`make test` runs the quick sweep (quick_configs) with gcc ASan+UBSan and valgrind (clang's
+sanitizers run there too, in the C fuzzer of test_fuzz.py);
+`make sanitize` (LSTMGEN_FULL=1) runs the full sweep (quick_configs + 40 random configs) with gcc -O1 and
 -O3, clang -O2, clang MSan and valgrind with origin tracking, plus the longer variants elsewhere.
 """
 
@@ -94,7 +95,7 @@ SAN = ["-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined", "-fno-sa
 NATIVE = ["-mavx2", "-mfma"] if HOST_AVX2 else []  # not -march=native: valgrind lacks AVX-512
 BUILDS = {  # name: (compiler, flags, full sweep only)
     "gcc-O1-asan-ubsan": ("gcc", ["-O1", *SAN, *NATIVE], False),
-    "clang-O2-asan-ubsan": ("clang", ["-O2", *SAN, *NATIVE], False),
+    "clang-O2-asan-ubsan": ("clang", ["-O2", *SAN, *NATIVE], True),  # make test: clang's ASan+UBSan run in the C fuzzer
     "gcc-O3-asan-ubsan": ("gcc", ["-O3", *SAN, *NATIVE], True),
     "clang-O1-msan": ("clang", ["-O1", "-g", "-fsanitize=memory", "-fsanitize-memory-track-origins", *NATIVE], True),
 }
