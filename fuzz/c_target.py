@@ -12,8 +12,9 @@ target checks, and aborts on violation:
   - the return code is 0 exactly when every argument is valid, else one of the documented codes
     that applies to the arguments; an error leaves every output untouched;
   - outputs past a row's length are exactly 0; finite moderate inputs give finite outputs;
-  - differential: the same model compiled looped, chunked (K=3) and unrolled (T=4) agrees, and
-    T calls of `<p>_step` agree with one `<p>_forward` (|diff| <= 1e-5 * max(1, |v|)).
+  - differential: the same model compiled looped, chunked (K=3) and unrolled (T=4) agrees; the
+    portable kernels agree with the AVX2 and AVX-512 ones (libm and approx math) where the host has
+    them; T calls of `<p>_step` agree with one `<p>_forward` (|diff| <= 1e-5 * max(1, |v|)).
 """
 
 from __future__ import annotations
@@ -40,6 +41,18 @@ MODELS = [
     ("f5", S(input_size=3, hidden_size=5, bidirectional=True, peepholes=True, proj_size=2,
              activations=["Sigmoid", "Tanh", "Tanh", "HardSigmoid", "LeakyRelu", "Softplus"]), {"seq_len": None}),
 ]
+# The vector kernels: one model (H = 16, a multiple of every vector width) in portable C and in
+# each vector target this host runs, compared by the differential case.
+WIDE = S(input_size=5, hidden_size=16, num_layers=2, proj_size=3)
+_CPU = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+VECTOR_FLAGS: list[str] = []
+MODELS.append(("g0", WIDE, {}))
+if " avx2 " in _CPU and " fma " in _CPU:
+    MODELS += [("g1", WIDE, {"target": "avx2", "math": "approx"}), ("g2", WIDE, {"target": "avx2", "math": "libm"})]
+    VECTOR_FLAGS += ["-mavx2", "-mfma"]
+if " avx512f " in _CPU and " avx512vl " in _CPU:
+    MODELS.append(("g3", WIDE, {"target": "avx512", "math": "approx"}))
+    VECTOR_FLAGS += ["-mavx512f", "-mavx512vl"]
 
 _C = r"""/* libFuzzer target over lstmgen's generated C API (see fuzz/c_target.py). */
 #include <math.h>
@@ -314,7 +327,23 @@ _DISPATCH = r"""    case 0: {{ const uint8_t m = u8(&s) % {n}; {forward_calls} b
     case 1: {{ const uint8_t m = u8(&s) % {n}; {raw_forward_calls} break; }}
     case 2: {{ const uint8_t m = u8(&s) % {n}; {raw_calls} break; }}
     case 3: {{ const uint8_t m = u8(&s) % {ns}; {step_calls} break; }}
-    case 4: case 5: {{ /* differential: f0 looped, f3 chunked, f4 unrolled (T = 4) on the same input */
+    case 5: {{ /* differential: portable kernels against each vector target on the same input */
+        Src a = s, b = s;
+        const uint8_t k = u8(&a) % {nvec};
+        (void)u8(&b);
+        Result r0 = g0_decode_forward(&a, 0, 0, 0);
+        Result r1 = {vector_pick};
+        CHECK(r0.rc == r1.rc);
+        if (r0.rc == 0) {{
+            CHECK(close_enough(r1.y, r0.y, r0.ny));
+            CHECK(close_enough(r1.hn, r0.hn, r0.nh));
+            CHECK(close_enough(r1.cn, r0.cn, r0.nc));
+        }}
+        drop(&r0);
+        drop(&r1);
+        break;
+    }}
+    case 4: {{ /* differential: f0 looped, f3 chunked, f4 unrolled (T = 4) on the same input */
         Src a = s, b = s;
         const int unrolled = (op & 0x80) != 0;
         Result r0 = f0_decode_forward(&a, unrolled ? 4 : 0, 0, 0);
@@ -333,12 +362,21 @@ _DISPATCH = r"""    case 0: {{ const uint8_t m = u8(&s) % {n}; {forward_calls} b
 """
 
 
+def models() -> list:
+    """All models; with LSTMGEN_FUZZ_QUICK=1 (make test's short run) one vector target only: the
+    vector kernels' C takes most of the build time."""
+    if os.environ.get("LSTMGEN_FUZZ_QUICK"):
+        return [m for m in MODELS if m[0] in ("g0", "g1") or not m[0].startswith("g")]
+    return MODELS
+
+
 def write(out_dir: str) -> list[str]:
     """Write every model's sources and fuzz_c.c into out_dir; return the .c files."""
     os.makedirs(out_dir, exist_ok=True)
     c_files, includes, bodies = [], [], []
     streaming = []
-    for p, spec, opts in MODELS:
+    chosen = models()
+    for p, spec, opts in chosen:
         opts = {k: v for k, v in opts.items() if v is not None}
         src = lstmgen.generate_sources(spec, lstmgen.random_weights(spec, seed=3), prefix=p, **opts)
         for name, text in src.files.items():
@@ -355,18 +393,21 @@ def write(out_dir: str) -> list[str]:
         if spec.num_directions == 1 and not spec.reverse:
             bodies.append(_STEP.format(p=p, P=P, fixed_T=opts.get("seq_len", 0) if unrolled else 0))
             streaming.append(p)
-    n = len(MODELS)
+    n = len(chosen)
 
     def calls(fmt: str, names: list[str]) -> str:
         return " ".join(f"if (m == {i}) {{ {fmt.format(p=p)} }}" for i, p in enumerate(names))
 
-    names = [p for p, _, _ in MODELS]
-    fixed = {p: (opts.get("seq_len") if opts.get("time_loop") == "unrolled" else 0) for p, _, opts in MODELS}
+    names = [p for p, _, _ in chosen]
+    fixed = {p: (opts.get("seq_len") if opts.get("time_loop") == "unrolled" else 0) for p, _, opts in chosen}
     fwd = " ".join(f"if (m == {i}) {{ Result r = {p}_decode_forward(&s, {fixed[p] or 0}, 0, 0); drop(&r); }}" for i, p in enumerate(names))
     rawf = " ".join(f"if (m == {i}) {{ Result r = {p}_decode_forward(&s, {fixed[p] or 0}, 0, 1); drop(&r); }}" for i, p in enumerate(names))
     valid = " ".join(f"if (m == {i}) {{ Result r = {p}_decode_forward(&s, {fixed[p] or 0}, 0x80, 0); CHECK(r.rc == 0); drop(&r); }}"
                      for i, p in enumerate(names))
-    dispatch = _DISPATCH.format(n=n, ns=len(streaming), forward_calls=fwd, raw_forward_calls=rawf,
+    vec = [p for p in names if p.startswith("g") and p != "g0"] or ["g0"]
+    pick = " : ".join(f"k == {i} ? {p}_decode_forward(&b, 0, 0, 0)" for i, p in enumerate(vec[:-1]))
+    pick = (pick + " : " if pick else "") + f"{vec[-1]}_decode_forward(&b, 0, 0, 0)"
+    dispatch = _DISPATCH.format(n=n, ns=len(streaming), forward_calls=fwd, raw_forward_calls=rawf, nvec=len(vec), vector_pick=pick,
                                 raw_calls=calls("{p}_raw(&s);", names), step_calls=calls("{p}_steps(&s);", streaming),
                                 valid_calls=valid)
     text = _C.format(includes="\n".join(includes), models="".join(bodies), dispatch=dispatch)
@@ -381,7 +422,7 @@ def build(out_dir: str, cc: str = "clang", extra: list[str] | None = None) -> st
     files = write(out_dir)
     exe = os.path.join(out_dir, "fuzz_c")
     cmd = [cc, "-std=c99", "-g", "-O1", "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=all",
-           "-I", out_dir, *files, "-o", exe, "-lm", *(extra or [])]
+           *(VECTOR_FLAGS if any(p == "g3" for p, _, _ in models()) else VECTOR_FLAGS[:2]), "-I", out_dir, *files, "-o", exe, "-lm", *(extra or [])]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{r.stderr[-6000:]}")
