@@ -7,7 +7,8 @@ Output: a callable `Model` (compile) or a folder of standalone C (generate).
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from . import build as _build
 from . import kernels

@@ -422,8 +422,8 @@ def math_probe_sources(isa: str = "portable", prefix: str = "probe") -> Sources:
         of 16), 4 tanhf, 5 1 / (1 + expf(-x)) (libm, what math="libm" computes)
     """
     p = check_prefix(prefix)
-    from .ir import build_program
     from .ir import Schedule as _Schedule
+    from .ir import build_program
     from .spec import LSTMSpec
 
     program = build_program(LSTMSpec(input_size=1, hidden_size=16), _Schedule(target=isa, math="approx"))

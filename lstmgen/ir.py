@@ -13,7 +13,7 @@ window (the whole sequence, or a chunk of K steps for the time-chunked schedule)
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Literal, Union
+from typing import Literal
 
 from .kernels import ISAS, check_math
 from .spec import Activation, LSTMSpec
@@ -97,7 +97,7 @@ class Recurrence:
         )
 
 
-Op = Union[InputProjection, Recurrence]
+Op = InputProjection | Recurrence
 
 
 @dataclass(frozen=True)

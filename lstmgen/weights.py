@@ -28,8 +28,9 @@ kernels straddles two cache lines (numpy alone only promises 16 bytes).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 

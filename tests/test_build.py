@@ -42,7 +42,7 @@ def test_two_processes_compile_the_same_model_at_once(tmp_path):
     env = dict(os.environ, LSTMGEN_CACHE_DIR=str(tmp_path / "cache"))
     procs = [subprocess.Popen([sys.executable, "-c", SCRIPT], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     results = [p.communicate(timeout=300) for p in procs]
-    for p, (out, err) in zip(procs, results):
+    for p, (_out, err) in zip(procs, results):
         assert p.returncode == 0, err
     assert results[0][0] == results[1][0]
     entries = [e for e in os.listdir(tmp_path / "cache") if not e.startswith(".")]
