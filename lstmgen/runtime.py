@@ -22,7 +22,7 @@ import numpy as np
 from .codegen import ERRORS, kernel_plan
 from .ir import Program
 from .spec import LSTMSpec
-from .weights import PackedCell, pack
+from .weights import PackedCell, as_numpy, pack
 
 _INT32_MAX = 2**31 - 1
 _C_ERRORS = {value: f"{name}: {doc}" for name, value, doc in ERRORS}
@@ -58,12 +58,7 @@ def _ready(x: Any) -> bool:
 
 def _as_float_array(name: str, value: Any) -> np.ndarray:
     """The array as given (no copy yet), after checking it holds real floats."""
-    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor
-        value = value.detach().cpu().numpy()
-    try:
-        arr = np.asarray(value)
-    except (ValueError, TypeError) as exc:  # ragged nested lists and the like
-        raise TypeError(f"{name} must be a floating-point array, got {type(value).__name__} ({exc})") from None
+    arr = as_numpy(value, f"{name} must be a floating-point array")
     if arr.dtype.kind != "f":
         raise TypeError(f"{name} must be a floating-point array (float32 preferred), got dtype {arr.dtype}")
     return arr

@@ -53,6 +53,17 @@ def suffix(layer: int, direction: int) -> str:
     return f"l{layer}" + ("_reverse" if direction == 1 else "")
 
 
+def as_numpy(value: Any, must: str) -> np.ndarray:
+    """np.asarray of an array-like or a torch tensor (no copy when possible). `must` starts the
+    TypeError raised for what numpy cannot make an array of (ragged nested lists and the like)."""
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor
+        value = value.detach().cpu().numpy()
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise TypeError(f"{must}, got {type(value).__name__} ({exc})") from None
+
+
 def check_weights(spec: LSTMSpec, weights: Mapping[str, Any], *, allow_nonfinite: bool = False) -> dict[str, np.ndarray]:
     """Validate names, shapes, dtypes and values; return float32 C-contiguous copies."""
     if not isinstance(weights, Mapping):
@@ -70,13 +81,7 @@ def check_weights(spec: LSTMSpec, weights: Mapping[str, Any], *, allow_nonfinite
         raise ValueError(f"unexpected weight(s) for spec ({spec.summary()}): {', '.join(sorted(extra))}; expected keys: {', '.join(expected)}")
     out: dict[str, np.ndarray] = {}
     for key, shape in expected.items():
-        value = weights[key]
-        if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor
-            value = value.detach().cpu().numpy()
-        try:
-            arr = np.asarray(value)
-        except (ValueError, TypeError) as exc:  # ragged nested lists and the like
-            raise TypeError(f"weight {key!r} must be a real floating array, got {type(value).__name__} ({exc})") from None
+        arr = as_numpy(weights[key], f"weight {key!r} must be a real floating array")
         if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
             raise TypeError(f"weight {key!r} must be a real floating array, got dtype {arr.dtype}")
         if arr.shape != shape:
