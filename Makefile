@@ -4,7 +4,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test generate lint bench sanitize fuzz clean
+.PHONY: venv demo test generate lint bench limits sanitize fuzz clean
 
 # The venv with lstmgen installed editable plus the test tools; rebuilt when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -41,6 +41,11 @@ fuzz: $(STAMP)
 # Not part of make test: tests never time things. `make bench BENCH_ARGS=--quick` for a quick look.
 bench: $(STAMP)
 	$(VPY) benchmarks/bench.py $(BENCH_ARGS)
+
+# Why the one-row recurrence step takes what it takes here: activation and FMA latency, and the
+# step's time and W_hh bandwidth for H = 16 .. 512 (benchmarks/limits.py; under a minute).
+limits: $(STAMP)
+	$(VPY) benchmarks/limits.py
 
 # Regenerate the checked-in C in generated/ (a test fails when it is stale).
 generate: $(STAMP)

@@ -60,7 +60,9 @@ class KernelPlan:
     vw: int  # floats per vector; 0 = the portable scalar kernels
     mr: int  # rows per register tile of the projection (mr rows x 4 gate vectors)
     vector_cell: bool  # the plain torch cell runs on vectors (math=approx, default activations)
-    nb1: int = 1  # gate blocks per tile of the one-row (B = 1) recurrence step
+    nb1: int = 1  # gate blocks per tile of the one-row (B = 1) recurrence step (the largest tile)
+    # the one-row step's tiles as runs (blocks per tile, tiles): NB split as evenly as possible
+    step1_runs: tuple[tuple[int, int], ...] = ((1, 1),)
     ks: int = 1  # the recurrence's sum over k split into ks interleaved partial sums (short chains)
     kc: int = 0  # K chunk for multi-row tiles: one block's (kc, 4 vw) weight panel stays in L1
     mrs: int = 0  # rows per register tile of the recurrence (mr / ks: ks partial sums each)
@@ -145,9 +147,14 @@ def plan(spec: LSTMSpec, isa: str, math: str) -> KernelPlan:
         return KernelPlan(isa=isa, math=math, vw=0, mr=0, vector_cell=False)
     regs = _REGISTERS[isa]
     nb = H // vw
-    # One-row step: as many gate blocks per tile as registers allow (4 accumulators each), so
-    # W_hh streams through once with enough independent FMA chains to hide their latency.
-    nb1 = next(n for n in (4, 2, 1) if nb % n == 0 and 4 * n <= regs // 2)
+    # One-row step: W_hh streams through once, in tiles of up to 4 gate blocks (16 accumulators;
+    # 2 with 16 registers), NB split as evenly as possible so every tile keeps at least 8
+    # independent FMA chains when NB >= 2 (NB = 5 runs as 3 + 2, not 4 + 1 or 5 x 1).
+    most = 4 if regs >= 32 else 2
+    tiles = -(-nb // most)
+    base, extra = divmod(nb, tiles)
+    runs = tuple((n, count) for n, count in ((base + 1, extra), (base, tiles - extra)) if count)
+    nb1 = runs[0][0]
     # A single gate block (H = vw) has only 4 chains: split the sum over k in two to halve
     # the step's critical path. Fixed per model, so results never depend on B.
     ks = 2 if nb == 1 else 1
@@ -159,7 +166,7 @@ def plan(spec: LSTMSpec, isa: str, math: str) -> KernelPlan:
     # every step; software prefetch ~2 KiB ahead per panel (and into the next panels) hides that.
     whh_bytes = 4 * spec.output_size * 4 * H
     pf_rows = max(4, 2048 // (16 * vw)) if whh_bytes > 48 * 1024 else 0
-    return KernelPlan(isa=isa, math=math, vw=vw, mr=mr, vector_cell=vector_cell, nb1=nb1, ks=ks, kc=kc,
+    return KernelPlan(isa=isa, math=math, vw=vw, mr=mr, vector_cell=vector_cell, nb1=nb1, step1_runs=runs, ks=ks, kc=kc,
                       mrs=max(1, mr // ks), pf_rows=pf_rows)
 
 

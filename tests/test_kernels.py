@@ -24,7 +24,8 @@ X86_FLAGS = {"avx2": ["-mavx2", "-mfma"], "avx512": ["-mavx512f", "-mavx512vl", 
 # Specs chosen to reach every kernel path on a 16-lane machine: two gate blocks with projection,
 # batch_first and both directions; K and R past the K chunk (96 rows); one block of 16 units (the
 # split sum and h written in place); an ONNX cell on 4-lane vectors (scalar cell per block);
-# H with no vector width (portable kernels); a non-default activation set walking backwards.
+# H with no vector width (portable kernels); a non-default activation set walking backwards;
+# gate blocks that split unevenly into one-row tiles (5 blocks: 3 + 2, or 2 + 2 + 1 on AVX2).
 SPECS = {
     "bidir_proj": dict(input_size=5, hidden_size=32, num_layers=2, proj_size=5, bidirectional=True, batch_first=True),
     "chunked": dict(input_size=130, hidden_size=128),
@@ -32,12 +33,14 @@ SPECS = {
     "onnx_cell": dict(input_size=5, hidden_size=12, num_layers=2, peepholes=True, clip=2.0, input_forget=True),
     "odd_h": dict(input_size=4, hidden_size=7, proj_size=3),
     "acts_reverse": dict(input_size=2, hidden_size=8, activations=["HardSigmoid", "Softsign", "ScaledTanh"], reverse=True),
+    "uneven_tiles": dict(input_size=6, hidden_size=40, num_layers=2),
+    "uneven_proj": dict(input_size=3, hidden_size=80, proj_size=9),
 }
 CASES = [("native", "approx", name) for name in SPECS]
 CASES += [("native", "libm", n) for n in ("bidir_proj", "onnx_cell", "one_block")]
 CASES += [("portable", "approx", n) for n in ("bidir_proj", "one_block", "onnx_cell")]
 if NATIVE == "avx512":  # the 16-register AVX2 kernels run here too
-    CASES += [("avx2", "approx", n) for n in ("bidir_proj", "chunked", "one_block")]
+    CASES += [("avx2", "approx", n) for n in ("bidir_proj", "chunked", "one_block", "uneven_tiles")]
 
 
 def inputs(spec: lstmgen.LSTMSpec, T: int, B: int, seed: int):
@@ -92,6 +95,10 @@ def test_plan_choices():
     plan = lambda h, isa="avx512", **kw: kernels.plan(lstmgen.LSTMSpec(input_size=2, hidden_size=h, **kw), isa, "approx")  # noqa: E731
     assert (plan(16).vw, plan(16).ks, plan(16).nb1) == (16, 2, 1)
     assert (plan(256).vw, plan(256).ks, plan(256).nb1, plan(256).mr) == (16, 1, 4, 6)
+    # the one-row step's gate blocks split evenly into tiles of at most 4 (2 on AVX2's 16 registers)
+    assert plan(256).step1_runs == ((4, 4),) and plan(48).step1_runs == ((3, 1),)
+    assert plan(80).step1_runs == ((3, 1), (2, 1)) and plan(144).step1_runs == ((3, 3),)
+    assert plan(112).step1_runs == ((4, 1), (3, 1)) and plan(40, "avx2").step1_runs == ((2, 2), (1, 1))
     assert plan(24).vw == 8 and plan(12).vw == 4 and plan(7).vw == 0
     assert plan(64, "avx2").vw == 8 and plan(64, "avx2").mr == 2
     assert plan(64, "portable").vw == 0 and plan(64, "neon").vw == 4

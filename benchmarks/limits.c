@@ -1,0 +1,110 @@
+/*
+ * What bounds the one-row (B = 1) recurrence step on this machine. limits.py generates a model's C
+ * (prefix `bench`, target native, math approx, one layer) into a folder and builds this file
+ * against it; the generated file is #included so its static kernels can be called directly:
+ *
+ *     cc <flags> -I<dir> limits.c -lm -o limits && ./limits
+ *
+ * It prints one line of medians (best of several runs of many calls each), in nanoseconds:
+ *
+ *     fma <ns>       one dependent vector FMA (a chain: the FMA latency, 4 cycles on recent x86)
+ *     tanh <ns>      one vector tanh of math=approx in a dependent chain (its latency)
+ *     sigmoid <ns>   the same for sigmoid
+ *     step <ns>      one call of the step kernel (gates += h . W_hh^T, then the cell), the same
+ *                    gate row every call, so only W_hh and the state move through the caches
+ *
+ * From these limits.py derives the bytes of W_hh streamed per nanosecond and the step's cost in
+ * FMA latencies (cycles, with the 4-cycle assumption), the evidence behind the README's notes on
+ * tiny_stream (latency-bound) and kws/medium (bound by how fast W_hh reaches the core).
+ */
+#define _POSIX_C_SOURCE 200112L
+#include "bench.c"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#define RUNS 15
+
+static double now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+static float *aligned(size_t n)
+{
+    void *p = NULL;
+    if (posix_memalign(&p, 64, sizeof(float) * (n ? n : 1)) != 0) {
+        fprintf(stderr, "limits: out of memory\n");
+        exit(2);
+    }
+    return p;
+}
+
+static int by_value(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* the median over RUNS of the best-kept per-call time of each kind */
+static double median(double *v)
+{
+    qsort(v, RUNS, sizeof(double), by_value);
+    return v[RUNS / 2];
+}
+
+int main(void)
+{
+    const int H = BENCH_HIDDEN_SIZE, G = BENCH_GATES, R = BENCH_OUTPUT_SIZE;
+    float *w_hh = aligned((size_t)R * G), *g = aligned((size_t)G);
+    float *h = aligned((size_t)R), *c = aligned((size_t)H), *o = aligned((size_t)R), *h_full = aligned((size_t)H);
+    for (long i = 0; i < (long)R * G; ++i) {
+        w_hh[i] = 0.2f * (float)((i * 7919) % 1001 - 500) / 500.0f / (float)R;
+    }
+    for (int i = 0; i < G; ++i) {
+        g[i] = 0.5f * (float)((i * 13) % 101 - 50) / 50.0f;
+    }
+    for (int i = 0; i < R; ++i) {
+        h[i] = 0.0f;
+        o[i] = 0.0f;
+    }
+    for (int i = 0; i < H; ++i) {
+        c[i] = 0.0f;
+    }
+    bench_cell_weights cw = {0};
+    cw.w_hh = w_hh;
+    const long chain = 2000000, steps = 20000000 / ((long)R * G / 64 + 64);
+    double fma[RUNS], tanh_ns[RUNS], sig[RUNS], step[RUNS];
+    bench_vf x = bench_vset1(0.25f);
+    const bench_vf a = bench_vset1(0.999f), b = bench_vset1(1e-4f);
+    for (int r = 0; r < RUNS; ++r) {
+        double t0 = now_ns();
+        for (long i = 0; i < chain; ++i) {
+            x = bench_vfma(x, a, b);
+        }
+        double t1 = now_ns();
+        fma[r] = (t1 - t0) / (double)chain;
+        for (long i = 0; i < chain; ++i) {
+            x = bench_vtanh(x);
+        }
+        double t2 = now_ns();
+        tanh_ns[r] = (t2 - t1) / (double)chain;
+        for (long i = 0; i < chain; ++i) {
+            x = bench_vsigmoid(x);
+        }
+        double t3 = now_ns();
+        sig[r] = (t3 - t2) / (double)chain;
+        for (long i = 0; i < steps; ++i) {
+            bench_vstep_v0(&cw, g, 1, 0, NULL, h, c, o, R, h_full); /* reads g, updates h and c */
+        }
+        step[r] = (now_ns() - t3) / (double)steps;
+    }
+    float sink[BENCH_VW];
+    bench_vstore(sink, x);
+    printf("fma %.4f tanh %.4f sigmoid %.4f step %.3f checksum %g\n", median(fma), median(tanh_ns), median(sig),
+        median(step), (double)(sink[0] + o[0]));
+    return 0;
+}
