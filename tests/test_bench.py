@@ -27,3 +27,18 @@ def test_bench_quick_plumbing(tmp_path):
     assert all(v > 0 for v in [*r["forward_ms"].values(), *r["step_us"].values()])
     assert max(r["max_abs_diff_vs_lstmgen"].values()) < 1e-4  # the peers compute the same LSTM
     assert "| tiny_stream | lstmgen C |" in res.stdout and "stream.step (py)" in res.stdout
+
+
+def test_limits_probe_plumbing():
+    """benchmarks/limits.py builds limits.c against a generated model and prints its table."""
+    import lstmgen
+
+    res = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "limits.py"), "--hidden", "16"],
+                         capture_output=True, text=True, timeout=300)
+    if lstmgen.kernels.native_isa() == "portable":
+        assert res.returncode == 1 and "no vector ISA" in res.stdout
+        return
+    assert res.returncode == 0, res.stderr[-3000:]
+    row = next(line for line in res.stdout.splitlines() if line.startswith("| 16 |"))
+    ns_per_step = float(row.split("|")[4])
+    assert ns_per_step > 0 and "FMA latency" in res.stdout
