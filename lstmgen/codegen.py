@@ -394,8 +394,6 @@ def kernel_context(program: Program, p: str) -> dict:
         tile_rows=list(range(plan.mr, 0, -1)),
         step_tiles=sorted({(1, n) for n, _ in plan.step1_runs} | {(m, 1) for m in range(1, plan.mrs + 1)}, reverse=True),
         mrs=plan.mrs,
-        pf_rows=plan.pf_rows,
-        pf_lines=max(1, plan.vw // 4),  # 64-byte lines per row of a gate block (4 vw floats)
         nb1=plan.nb1,
         step1_runs=plan.step1_runs,
         ks=plan.ks,

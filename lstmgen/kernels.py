@@ -66,7 +66,6 @@ class KernelPlan:
     ks: int = 1  # the recurrence's sum over k split into ks interleaved partial sums (short chains)
     kc: int = 0  # K chunk for multi-row tiles: one block's (kc, 4 vw) weight panel stays in L1
     mrs: int = 0  # rows per register tile of the recurrence (mr / ks: ks partial sums each)
-    pf_rows: int = 0  # one-row step: prefetch W_hh this many rows ahead (0: it fits in L1, no need)
 
     @property
     def unit_block(self) -> int:
@@ -162,12 +161,8 @@ def plan(spec: LSTMSpec, isa: str, math: str) -> KernelPlan:
     mr = 6 if regs >= 32 else 2
     # ~24 KiB of weight panel per K chunk (half an L1): reused by every row group from L1.
     kc = max(16, 24576 // (16 * vw))
-    # A one-row step waits for the previous step's h, so its W_hh stream restarts cold from L2
-    # every step; software prefetch ~2 KiB ahead per panel (and into the next panels) hides that.
-    whh_bytes = 4 * spec.output_size * 4 * H
-    pf_rows = max(4, 2048 // (16 * vw)) if whh_bytes > 48 * 1024 else 0
     return KernelPlan(isa=isa, math=math, vw=vw, mr=mr, vector_cell=vector_cell, nb1=nb1, step1_runs=runs, ks=ks, kc=kc,
-                      mrs=max(1, mr // ks), pf_rows=pf_rows)
+                      mrs=max(1, mr // ks))
 
 
 def compile_flags(target: str) -> list[str]:
