@@ -400,6 +400,21 @@ def tables(results: list[dict], peak: float) -> str:
     return "\n".join(lines)
 
 
+def pin_cpu(cpu: int | None) -> int | None:
+    """Run every peer on one CPU: the Python peers share this process, the C harness and the peak
+    probe are its children and inherit the pinning. Unpinned, the harness may land on the other
+    core (on a shared VM that one can be busier), which skewed lstmgen C against lstmgen py by up
+    to 20% in either direction."""
+    if cpu == -1 or not hasattr(os, "sched_setaffinity"):
+        return None
+    allowed = sorted(os.sched_getaffinity(0))
+    cpu = allowed[-1] if cpu is None else cpu
+    if cpu not in allowed:
+        raise SystemExit(f"--cpu {cpu}: this process may run on CPUs {allowed} only")
+    os.sched_setaffinity(0, {cpu})
+    return cpu
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="few reps (seconds, not minutes): for iterating")
@@ -409,7 +424,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=None, help="time per peer and config (default 0.6 quick, 5 full)")
     ap.add_argument("--out", default=None, help="JSON results file (default benchmarks/results.json, "
                     "bench_out/results-quick.json with --quick)")
+    ap.add_argument("--cpu", type=int, default=None, help="pin this process, the C harness and the peak probe to this "
+                    "CPU (default: the last one allowed; -1: no pinning)")
     args = ap.parse_args(argv)
+    cpu = pin_cpu(args.cpu)
     names = args.configs.split(",")
     unknown = sorted(set(names) - {c.name for c in CONFIGS})
     bad_peers = sorted(set(args.peers.split(",")) - set(PEERS + STEP_PEERS))
@@ -435,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     info = dict(machine=platform.processor() or platform.machine(), cpu=_cpu_name(), python=platform.python_version(),
                 numpy=np.__version__, lstmgen=lstmgen.__version__, isa=lstmgen.kernels.native_isa(),
-                quick=args.quick, seconds=round(time.time() - t_start, 1), peak=peak,
+                quick=args.quick, seconds=round(time.time() - t_start, 1), peak=peak, pinned_cpu=cpu,
                 command="python benchmarks/bench.py" + (" --quick" if args.quick else ""))
     for mod in ("torch", "onnxruntime"):
         try:
