@@ -10,7 +10,8 @@
  *     fma <ns>       one dependent vector FMA (a chain: the FMA latency, 4 cycles on recent x86)
  *     tanh <ns>      one vector tanh of math=approx in a dependent chain (its latency)
  *     sigmoid <ns>   the same for sigmoid
- *     step <ns>      one call of the step kernel (gates += h . W_hh^T, then the cell), the same
+ *     step <ns>      one call of the step kernel (gates += h . W_hh^T, then the cell) at t = 0, 1, 0, 1..
+ *                    as in a forward (the tiles alternate direction: kernels.py), the same
  *                    gate row every call, so only W_hh and the state move through the caches
  *
  * From these limits.py derives the bytes of W_hh streamed per nanosecond and the step's cost in
@@ -98,7 +99,7 @@ int main(void)
         double t3 = now_ns();
         sig[r] = (t3 - t2) / (double)chain;
         for (long i = 0; i < steps; ++i) {
-            bench_vstep_v0(&cw, g, 1, 0, NULL, h, c, o, R, h_full); /* reads g, updates h and c */
+            bench_vstep_v0(&cw, g, 1, (int32_t)(i & 1), NULL, h, c, o, R, h_full); /* step i: reads g, updates h, c */
         }
         step[r] = (now_ns() - t3) / (double)steps;
     }

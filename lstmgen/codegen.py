@@ -372,13 +372,14 @@ def kernel_context(program: Program, p: str) -> dict:
     plan = kernel_plan(program)
     acts = {a.name for v in program.variants for a in v.activations}
     scalar_cell = not plan.vector_cell
+    nb = program.spec.hidden_size // plan.vw if plan.vw else 0  # gate blocks
     approx = plan.math == "approx"
     ctx = dict(
         vec=plan.vector,
         isa=plan.isa,
         vw=plan.vw,
         mr=plan.mr,
-        nb=program.spec.hidden_size // plan.vw if plan.vw else 0,
+        nb=nb,
         math=plan.math,
         text=str(plan),
         vector_cell=plan.vector_cell,
@@ -392,10 +393,10 @@ def kernel_context(program: Program, p: str) -> dict:
         sp=[c_float(v) for v in kernels.SIGMOID_P],
         sq=[c_float(v) for v in kernels.SIGMOID_Q],
         tile_rows=list(range(plan.mr, 0, -1)),
-        step_tiles=sorted({(1, n) for n, _ in plan.step1_runs} | {(m, 1) for m in range(1, plan.mrs + 1)}, reverse=True),
+        step_tiles=sorted({(1, plan.nb1), (1, nb // plan.tiles1)} | {(m, 1) for m in range(1, plan.mrs + 1)}, reverse=True),
         mrs=plan.mrs,
         nb1=plan.nb1,
-        step1_runs=plan.step1_runs,
+        tiles1=plan.tiles1,
         ks=plan.ks,
         kc=plan.kc,
     )

@@ -95,10 +95,12 @@ def test_plan_choices():
     plan = lambda h, isa="avx512", **kw: kernels.plan(lstmgen.LSTMSpec(input_size=2, hidden_size=h, **kw), isa, "approx")  # noqa: E731
     assert (plan(16).vw, plan(16).ks, plan(16).nb1) == (16, 2, 1)
     assert (plan(256).vw, plan(256).ks, plan(256).nb1, plan(256).mr) == (16, 1, 4, 6)
-    # the one-row step's gate blocks split evenly into tiles of at most 4 (2 on AVX2's 16 registers)
-    assert plan(256).step1_runs == ((4, 4),) and plan(48).step1_runs == ((3, 1),)
-    assert plan(80).step1_runs == ((3, 1), (2, 1)) and plan(144).step1_runs == ((3, 3),)
-    assert plan(112).step1_runs == ((4, 1), (3, 1)) and plan(40, "avx2").step1_runs == ((2, 2), (1, 1))
+    # the one-row step's gate blocks split evenly into tiles of at most 4 (2 on AVX2's 16 registers),
+    # and a W_hh past 32 KiB into at least two tiles (walked in zig-zag order)
+    assert (plan(256).tiles1, plan(256).nb1) == (4, 4) and (plan(48).tiles1, plan(48).nb1) == (1, 3)
+    assert (plan(64).tiles1, plan(64).nb1) == (2, 2) and (plan(32).tiles1, plan(32).nb1) == (1, 2)
+    assert (plan(80).tiles1, plan(80).nb1) == (2, 3) and (plan(144).tiles1, plan(144).nb1) == (3, 3)
+    assert (plan(40, "avx2").tiles1, plan(40, "avx2").nb1) == (3, 2)
     assert plan(24).vw == 8 and plan(12).vw == 4 and plan(7).vw == 0
     assert plan(64, "avx2").vw == 8 and plan(64, "avx2").mr == 2
     assert plan(64, "portable").vw == 0 and plan(64, "neon").vw == 4
