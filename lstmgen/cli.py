@@ -1,4 +1,4 @@
-"""Command line: `lstmgen generate | report | inspect | demo` over the same functions as the Python API.
+"""Command line: `lstmgen generate | report | inspect | bench | demo` over the same functions as the Python API.
 
 Input: argv. Output: files written / text printed; exit status 0 on success, 2 on a user error
 (the message names what is wrong), never a traceback for bad input.
@@ -133,6 +133,74 @@ def to_dot(program) -> str:
     return "\n".join(lines)
 
 
+def _median_ms(fn, seconds: float) -> float:
+    """Median wall time of fn() in ms: 3 warm-up calls, then calls until `seconds` pass (at least 5)."""
+    import time
+
+    for _ in range(3):
+        fn()
+    times: list[float] = []
+    end = time.perf_counter() + seconds
+    while len(times) < 5 or time.perf_counter() < end:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)) * 1e3
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Time this spec's compiled model on this machine, next to torch.nn.LSTM (1 thread) when
+    installed. The full comparison (numpy, onnxruntime, a C-only harness, % of peak) is
+    `make bench` in a checkout."""
+    spec, weights = _spec_and_weights(args)
+    T, B = args.steps, args.batch
+    if T < 1 or B < 1:
+        raise ValueError(f"--steps and --batch must be >= 1, got {T} and {B}")
+    if args.seconds <= 0:
+        raise ValueError(f"--seconds must be > 0, got {args.seconds}")
+    weights = weights if weights is not None else random_weights(spec, seed=0)
+    model = compile(spec, weights, target=args.target, math=args.math)
+    x = np.random.default_rng(0).standard_normal((B, T, spec.input_size) if spec.batch_first else (T, B, spec.input_size))
+    x = x.astype(np.float32)
+    flops = 2.0 * spec.macs_per_step() * T * B
+    rows = [("lstmgen model(x)", _median_ms(lambda: model(x), args.seconds))]
+    note = ""
+    try:
+        import torch
+    except ImportError:
+        torch = None
+        note = "torch not installed: no torch.nn.LSTM row"
+    if torch is not None and not spec.is_torch_cell:
+        torch, note = None, "the spec uses ONNX cell extras torch.nn.LSTM does not have: no torch row"
+    if torch is not None:
+        torch.set_num_threads(1)
+        lstm = torch.nn.LSTM(spec.input_size, spec.hidden_size, spec.num_layers, bias=spec.bias,
+                             batch_first=spec.batch_first, bidirectional=spec.bidirectional, proj_size=spec.proj_size).eval()
+        lstm.load_state_dict({k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in weights.items()})
+        xt = torch.from_numpy(x)
+        with torch.inference_mode():
+            diff = float(np.abs(lstm(xt)[0].numpy() - model(x)[0]).max())
+
+            def run_torch():
+                with torch.inference_mode():
+                    lstm(xt)
+            rows.append(("torch.nn.LSTM, 1 thread", _median_ms(run_torch, args.seconds)))
+        note = f"max abs difference lstmgen vs torch: {diff:.2g}"
+    print(f"{spec.summary()}; x {tuple(x.shape)}; {model.program.schedule}")
+    print()
+    print("| peer | ms (median) | GFLOP/s | time / lstmgen |")
+    print("|---|---:|---:|---:|")
+    for name, ms in rows:
+        print(f"| {name} | {ms:.4g} | {flops / ms / 1e6:.3g} | {ms / rows[0][1]:.2f}x |")
+    if model._step is not None:
+        stream = model.stream(batch=B)
+        x_t = x[:, 0] if spec.batch_first else x[0]
+        print(f"\nstream.step (one step, B = {B}): {_median_ms(lambda: stream.step(x_t), args.seconds / 2) * 1e3:.3g} us")
+    if note:
+        print(note)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Generate C for an example, build it, run it, compare with the numpy golden."""
     from . import reference
@@ -201,6 +269,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     i.add_argument("--dot", action="store_true", help="print Graphviz dot instead")
     _schedule_args(i)
     i.set_defaults(fn=cmd_inspect)
+
+    b = sub.add_parser("bench", help="time the compiled model here (and torch.nn.LSTM with 1 thread when installed)")
+    b.add_argument("spec", help="spec file (.json or .toml), or an ONNX model (.onnx)")
+    b.add_argument("--weights", help="weights (.npz or .pt/.pth); random ones otherwise (speed does not depend on them)")
+    b.add_argument("--steps", type=int, default=100, help="sequence length T of the timed input (default 100)")
+    b.add_argument("--batch", type=int, default=1, help="batch rows B (default 1)")
+    b.add_argument("--target", choices=["portable", "avx2", "avx512", "neon", "native"], default="native",
+                   help="kernels (default: this machine's vector ISA)")
+    b.add_argument("--math", choices=["libm", "approx"], default="approx", help="sigmoid/tanh (default approx, as compile())")
+    b.add_argument("--seconds", type=float, default=1.0, help="time spent per peer (default 1)")
+    b.set_defaults(fn=cmd_bench)
 
     d = sub.add_parser("demo", help="generate, build and check an example against the numpy golden")
     d.add_argument("--out", default="demo_out", help="where the example's C goes")

@@ -1,4 +1,4 @@
-"""The command line: generate, inspect, demo; user errors exit 2 with a message, no traceback."""
+"""The command line: generate, inspect, bench, demo; user errors exit 2 with a message, no traceback."""
 
 from __future__ import annotations
 
@@ -47,3 +47,25 @@ def test_demo_runs_end_to_end(tmp_path):
     r = subprocess.run([sys.executable, "-m", "lstmgen.cli", "demo", "--out", str(tmp_path / "d")], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert "max abs error" in r.stdout and os.path.exists(tmp_path / "d" / "demo.c")
+
+
+def test_bench_times_the_model_next_to_torch(tmp_path, capsys):
+    """`lstmgen bench`: a table with lstmgen's and torch's times, the stream step, and proof that
+    both compute the same LSTM (the max difference is printed). Nothing here judges a time."""
+    from conftest import need_module
+
+    need_module("torch")
+    spec = tmp_path / "s.json"
+    spec.write_text('{"input_size": 3, "hidden_size": 16, "num_layers": 2, "batch_first": true}')
+    assert main(["bench", str(spec), "--steps", "7", "--batch", "2", "--seconds", "0.02"]) == 0
+    out = capsys.readouterr().out
+    assert "| lstmgen model(x) |" in out and "| torch.nn.LSTM, 1 thread |" in out and "stream.step" in out
+    diff = float(out.split("max abs difference lstmgen vs torch: ")[1].split()[0])
+    assert diff < 1e-5
+    onnx_cell = tmp_path / "p.json"
+    onnx_cell.write_text('{"input_size": 3, "hidden_size": 8, "peepholes": true, "bidirectional": true}')
+    assert main(["bench", str(onnx_cell), "--steps", "3", "--seconds", "0.01"]) == 0
+    out = capsys.readouterr().out
+    assert "ONNX cell extras" in out and "| torch.nn.LSTM" not in out and "stream.step" not in out
+    assert main(["bench", str(spec), "--steps", "0"]) == 2
+    assert "--steps" in capsys.readouterr().err
