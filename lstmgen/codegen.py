@@ -20,7 +20,7 @@ import jinja2
 import numpy as np
 
 from . import __version__, kernels
-from .ir import Program, Recurrence
+from .ir import WINDOW_FLOATS, Program, Recurrence
 from .spec import Activation
 from .weights import PackedCell
 
@@ -279,6 +279,8 @@ def render(program: Program, prefix: str, packed: Sequence[PackedCell] | None = 
         schedule_obj=sched,
         program_lines=str(program).splitlines()[1:],
         row_floats=program.row_floats,
+        auto_window=program.auto_window,
+        window_floats=WINDOW_FLOATS,
         batch_floats=program.batch_floats,
         variants=variants,
         recurrences=recurrences,

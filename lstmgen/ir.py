@@ -22,6 +22,11 @@ TimeLoop = Literal["looped", "unrolled"]
 # Fully unrolled code grows with seq_len * layers * directions; past this many step bodies the
 # C takes minutes to compile and bloats the instruction cache for no gain.
 MAX_UNROLLED_STEPS = 1024
+# A looped program of one unidirectional layer on vector kernels with no fixed chunk picks its
+# time window at run time: the whole sequence unless its gate rows (T * B * row_floats) pass
+# WINDOW_FLOATS (1 MiB), then as many steps as fit (at least one). The projection's output is then
+# still in cache when the recurrence reads it, and the workspace stays bounded whatever T is.
+WINDOW_FLOATS = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -161,9 +166,24 @@ class Program:
         """Workspace floats per (time, batch) row of the window."""
         return sum(s.row_floats for s in self.slots)
 
+    @property
+    def auto_window(self) -> bool:
+        """Is the time window chosen at run time (see WINDOW_FLOATS)?"""
+        s, spec = self.schedule, self.spec
+        return (s.time_loop == "looped" and not s.chunk and s.target != "portable" and spec.num_layers == 1
+                and spec.num_directions == 1 and self.row_floats > 0)
+
+    def window(self, T: int, B: int) -> int:
+        """Steps per time window for T steps and B rows (what the generated C computes too)."""
+        if self.schedule.chunk:
+            return min(T, self.schedule.chunk)
+        if self.auto_window:
+            fit = WINDOW_FLOATS // (B * self.row_floats)
+            return T if fit >= T else max(1, fit)
+        return T
+
     def workspace_floats(self, T: int, B: int) -> int:
-        window = T if not self.schedule.chunk else min(T, self.schedule.chunk)
-        return window * B * self.row_floats + B * self.batch_floats
+        return self.window(T, B) * B * self.row_floats + B * self.batch_floats
 
     def __str__(self) -> str:
         lines = [f"Program ({self.spec.summary()}; {self.schedule})", "buffers:"]
@@ -173,7 +193,13 @@ class Program:
         lines.append("ops (per time window):")
         lines += [f"  {op}" for op in self.ops]
         if self.slots:
-            lines.append(f"workspace: Tw*B*{self.row_floats} + B*{self.batch_floats} floats (Tw = {'T' if not self.schedule.chunk else f'min(T, {self.schedule.chunk})'})")
+            if self.schedule.chunk:
+                tw = f"min(T, {self.schedule.chunk})"
+            elif self.auto_window:
+                tw = f"T, or the most steps whose Tw*B*{self.row_floats} stay within {WINDOW_FLOATS} floats"
+            else:
+                tw = "T"
+            lines.append(f"workspace: Tw*B*{self.row_floats} + B*{self.batch_floats} floats (Tw = {tw})")
         return "\n".join(lines)
 
 

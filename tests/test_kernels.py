@@ -205,3 +205,29 @@ def test_neon_kernels_under_qemu(tmp_path, math):
     want, (_, c_n) = reference.lstm_forward(spec, weights, x, lengths=lengths)
     got_y, got_c = vals[: want.size].reshape(want.shape), vals[want.size:].reshape(c_n.shape)
     assert max(float(np.abs(got_y - want).max()), float(np.abs(got_c - c_n).max())) <= 1e-5
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_run_time_windows_match_the_whole_sequence(reverse):
+    """A single-layer model on vector kernels with no chunk splits a long, wide input into windows
+    at run time (ir.WINDOW_FLOATS): the same bits as one window over the whole sequence, and the C
+    sizes the workspace as Program.workspace_floats says."""
+    if NATIVE == "portable":
+        pytest.skip("run-time windows come with vector kernels")
+    spec = lstmgen.LSTMSpec(input_size=5, hidden_size=64, reverse=reverse)
+    weights = lstmgen.random_weights(spec, seed=4)
+    model = lstmgen.compile(spec, weights)
+    program = model.program
+    assert program.auto_window and program.window(40, 64) == 16 and program.window(40, 1) == 40
+    for T, B in ((40, 64), (1, 1), (7, 3), (10**6, 2**20), (2**31 - 1, 1), (2**31 - 1, 2**31 - 1)):
+        assert model._workspace_floats(T, B) == program.workspace_floats(T, B)
+    x, hx, lengths = inputs(spec, 40, 64, seed=1)
+    whole = lstmgen.compile(spec, weights, chunk=40)  # one window of all 40 steps
+    assert whole.program.window(40, 64) == 40
+    got, want = model(x, hx, lengths=lengths), whole(x, hx, lengths=lengths)
+    for a, b in zip((got[0], *got[1]), (want[0], *want[1])):
+        np.testing.assert_array_equal(a, b)
+    ref = reference.lstm_forward(spec, weights, x, hx, lengths=lengths)
+    assert max_err(got, ref) < 1e-5
+    two_layers = lstmgen.LSTMSpec(input_size=5, hidden_size=64, num_layers=2)  # layers would evict each other's weights
+    assert not lstmgen.compile(two_layers, lstmgen.random_weights(two_layers)).program.auto_window

@@ -237,9 +237,9 @@ int kws_forward(const kws_weights *w, const float *x, int32_t T, int32_t B,
     }
     const int64_t x_st = (int64_t)B * KWS_INPUT_SIZE, x_sb = KWS_INPUT_SIZE; /* (T, B, I) */
     const int64_t y_st = (int64_t)B * 64, y_sb = 64; /* (T, B, D*R) */
-    for (int32_t k = 0; k < T; k += 4) {
-        const int32_t Tw = T - k < 4 ? T - k : 4;
-        const int32_t t0 = k;
+    for (int64_t k = 0; k < T; k += 4) { /* 64-bit: k + 4 may pass INT32_MAX */
+        const int32_t Tw = (int32_t)(T - k < 4 ? T - k : 4);
+        const int32_t t0 = (int32_t)k;
         kws_window(w, x + t0 * x_st, x_st, x_sb, t0, Tw, B, lengths, h_n, c_n, y + t0 * y_st, y_st, y_sb, ws);
     }
     return KWS_OK;
