@@ -10,6 +10,8 @@
  *     fma <ns>       one dependent vector FMA (a chain: the FMA latency, 4 cycles on recent x86)
  *     tanh <ns>      one vector tanh of math=approx in a dependent chain (its latency)
  *     sigmoid <ns>   the same for sigmoid
+ *     read <ns>      one pass of a bare vector sum (FMAs by 1) over the same W_hh, 8 accumulators: what the
+ *                    caches deliver for those bytes with no other work, the step's ceiling
  *     step <ns>      one call of the step kernel (gates += h . W_hh^T, then the cell) at t = 0, 1, 0, 1..
  *                    as in a forward (the tiles alternate direction: kernels.py), the same
  *                    gate row every call, so only W_hh and the state move through the caches
@@ -78,7 +80,10 @@ int main(void)
     bench_cell_weights cw = {0};
     cw.w_hh = w_hh;
     const long chain = 2000000, steps = 20000000 / ((long)R * G / 64 + 64);
-    double fma[RUNS], tanh_ns[RUNS], sig[RUNS], step[RUNS];
+    double fma[RUNS], tanh_ns[RUNS], sig[RUNS], step[RUNS], rd[RUNS];
+    const long n = (long)R * G, passes = 20000000 / (n / 16 + 64);
+    bench_vf s0 = bench_vset1(0.0f), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
+    const bench_vf one = bench_vset1(1.0f);
     bench_vf x = bench_vset1(0.25f);
     const bench_vf a = bench_vset1(0.999f), b = bench_vset1(1e-4f);
     for (int r = 0; r < RUNS; ++r) {
@@ -101,11 +106,29 @@ int main(void)
         for (long i = 0; i < steps; ++i) {
             bench_vstep_v0(&cw, g, 1, (int32_t)(i & 1), NULL, h, c, o, R, h_full); /* step i: reads g, updates h, c */
         }
-        step[r] = (now_ns() - t3) / (double)steps;
+        double t4 = now_ns();
+        step[r] = (t4 - t3) / (double)steps;
+        for (long i = 0; i < passes; ++i) {
+            for (long j = 0; j + 8 * BENCH_VW <= n; j += 8 * BENCH_VW) {
+                const float *q = w_hh + j;
+                s0 = bench_vfma(bench_vload(q), one, s0);
+                s1 = bench_vfma(bench_vload(q + BENCH_VW), one, s1);
+                s2 = bench_vfma(bench_vload(q + 2 * BENCH_VW), one, s2);
+                s3 = bench_vfma(bench_vload(q + 3 * BENCH_VW), one, s3);
+                s4 = bench_vfma(bench_vload(q + 4 * BENCH_VW), one, s4);
+                s5 = bench_vfma(bench_vload(q + 5 * BENCH_VW), one, s5);
+                s6 = bench_vfma(bench_vload(q + 6 * BENCH_VW), one, s6);
+                s7 = bench_vfma(bench_vload(q + 7 * BENCH_VW), one, s7);
+            }
+        }
+        rd[r] = (now_ns() - t4) / (double)passes;
     }
+    /* fold the sums into x so the reads cannot be optimised away */
+    x = bench_vfma(s0, one, bench_vfma(s1, one, bench_vfma(s2, one, bench_vfma(s3, one, x))));
+    x = bench_vfma(s4, one, bench_vfma(s5, one, bench_vfma(s6, one, bench_vfma(s7, one, x))));
     float sink[BENCH_VW];
     bench_vstore(sink, x);
-    printf("fma %.4f tanh %.4f sigmoid %.4f step %.3f checksum %g\n", median(fma), median(tanh_ns), median(sig),
-        median(step), (double)(sink[0] + o[0]));
+    printf("fma %.4f tanh %.4f sigmoid %.4f step %.3f read %.3f checksum %g\n", median(fma), median(tanh_ns), median(sig),
+        median(step), median(rd), (double)(sink[0] + o[0]));
     return 0;
 }

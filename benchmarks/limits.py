@@ -4,13 +4,14 @@ For hidden sizes from 16 to 512 (one layer, target native, math approx, prefix `
 builds benchmarks/limits.c against the generated C and times, inside C:
 
 - the latency of one vector FMA, tanh and sigmoid of math=approx (dependent chains);
-- one B = 1 step (gates += h . W_hh^T, then the cell), called over and over on the same inputs.
+- one B = 1 step (gates += h . W_hh^T, then the cell), called over and over on the same inputs;
+- a bare vector sum over the same W_hh: the read bandwidth the caches give those bytes.
 
 It prints a table: W_hh's size and which cache it fits (from /sys), ns per step, the GB/s at
 which the step streams W_hh, and the step in cycles counted as FMA latencies (4 cycles each on
 recent x86 cores; no hardware counters are needed). Small H is latency-bound (cycles ~ the
-chain FMA sum -> sigmoid -> cell -> tanh); once W_hh leaves L1 the GB/s settle at what the cache
-can deliver, whatever the kernel does.
+chain FMA sum -> sigmoid -> cell -> tanh); once W_hh leaves L1 the step's GB/s settle near the
+bare read's: what the cache can deliver, whatever the kernel does.
 
     python benchmarks/limits.py                 # H = 16 32 48 64 128 256 512
     python benchmarks/limits.py --hidden 16,256
@@ -93,13 +94,13 @@ def main(argv: list[str] | None = None) -> int:
           f"tanh {m0['tanh']:.2f} ns ({m0['tanh'] / m0['fma'] * FMA_CYCLES:.0f} cycles), "
           f"sigmoid {m0['sigmoid']:.2f} ns ({m0['sigmoid'] / m0['fma'] * FMA_CYCLES:.0f} cycles)")
     print()
-    print("| H | W_hh | fits in | ns / step | W_hh GB/s | cycles / step | FMA / cycle |")
-    print("|---:|---:|---|---:|---:|---:|---:|")
+    print("| H | W_hh | fits in | ns / step | W_hh GB/s in the step | bare read GB/s | cycles / step | FMA / cycle |")
+    print("|---:|---:|---|---:|---:|---:|---:|---:|")
     vw = lstmgen.kernels.plan(lstmgen.LSTMSpec(input_size=1, hidden_size=16), lstmgen.kernels.native_isa(), "approx").vw
     for H, whh, m, cyc in rows:
         fmas = H * 4 * H / vw
         print(f"| {H} | {whh / 1024:g} KiB | {fits(whh, caches)} | {m['step']:.1f} | {whh / m['step']:.0f} | "
-              f"{cyc:.0f} | {fmas / cyc:.2f} |")
+              f"{whh / m['read']:.0f} | {cyc:.0f} | {fmas / cyc:.2f} |")
     return 0
 
 
