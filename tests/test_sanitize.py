@@ -46,9 +46,13 @@ def quick_configs() -> list[Config]:
         Config("vector_kernels_avx2", S(input_size=7, hidden_size=16, num_layers=2, proj_size=5),
                options={"target": "avx2" if HOST_AVX2 else "portable", "math": "approx"}),
     ]
+    # one vector layer, wide input: run-time windows (32 + 8 steps at B = 32) and zig-zag tiles
+    cfgs.append(Config("vector_windows_avx2", S(input_size=3, hidden_size=64, reverse=False),
+                       options={"target": "avx2" if HOST_AVX2 else "portable", "math": "approx"}))
     rng = np.random.default_rng(0)
     for cfg in cfgs:
         cfg.cases = default_cases(cfg, rng)
+    cfgs[-1].cases.append(Case("forward", 40, 32, lengths=True, hx=True))
     return cfgs
 
 
