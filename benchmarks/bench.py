@@ -145,7 +145,7 @@ class Harness:
             blob = os.path.join(src, "data.bin")
             with open(blob, "wb") as fh:
                 fh.write(np.ascontiguousarray(x, np.float32).tobytes())
-                for cell in model._packed:
+                for cell in model.packed_weights:
                     for arr in (cell.w_ih, cell.w_hh, cell.bias, cell.w_hr):
                         if arr is not None:
                             fh.write(np.ascontiguousarray(arr, np.float32).tobytes())

@@ -1,7 +1,10 @@
-"""The public entry points: compile, generate, from_torch.
+"""The public entry points: compile, generate, from_torch — the stages chained.
 
 Input: an LSTMSpec (or anything LSTMSpec.from_dict takes) and torch-named weights.
 Output: a callable `Model` (compile) or a folder of standalone C (generate).
+
+    spec --ir.lower--> Program --schedule--> ScheduledProgram --codegen.render--> Sources
+         --build--> Artifact --runtime--> Model
 """
 
 from __future__ import annotations
@@ -12,11 +15,14 @@ from typing import Any
 
 from . import build as _build
 from . import kernels
-from .codegen import Sources, check_prefix, kernel_plan, render
-from .ir import Schedule, build_program
+from .codegen import Sources, check_prefix, render
+from .importers import from_torch
 from .runtime import Model
+from .schedule import Schedule, ScheduledProgram, build_program
 from .spec import LSTMSpec
 from .weights import pack
+
+__all__ = ["as_spec", "compile", "from_torch", "generate", "generate_sources", "make_schedule", "schedule_for"]
 
 
 def as_spec(spec: Any) -> LSTMSpec:
@@ -38,13 +44,16 @@ def make_schedule(time_loop: str = "looped", seq_len: int | None = None, chunk: 
 
 def compile(spec: Any, weights: Mapping[str, Any], *, prefix: str = "lstm", time_loop: str = "looped",
             seq_len: int | None = None, chunk: int = 0, target: str = "native", math: str = "approx",
-            allow_nonfinite: bool = False) -> Model:
+            allow_nonfinite: bool = False, plan: Mapping[str, Any] | None = None) -> Model:
     """Lower -> render C -> build with cffi (cached) -> load. Returns a Model callable like nn.LSTM.
 
     The weights are passed to C as pointers at call time, so every weight set of a shape and
     schedule shares one compiled module (see Model.with_weights). target: 'native' (the vector
     kernels this machine runs best, built with -march=native), 'portable', 'avx2', 'avx512' or
     'neon'; math: 'approx' (libm-free vector sigmoid/tanh) or 'libm' (see kernels.py).
+    plan: optional overrides of the kernel plan's tile shapes, e.g. {"mr": 4, "tiles1": 2}
+    (schedule.PLAN_KNOBS; `lstmgen inspect` shows the default plan). Every tile shape gives the
+    same bits; `ks` (partial sums of the recurrence) changes the order of additions.
     """
     spec = as_spec(spec)
     check_prefix(prefix)
@@ -52,28 +61,34 @@ def compile(spec: Any, weights: Mapping[str, Any], *, prefix: str = "lstm", time
     if target != "native" and not kernels.host_runs(schedule.target):
         raise ValueError(f"target={target!r}: this machine cannot run {schedule.target} code "
                          f"(its compiler offers {kernels.native_isa()!r}); use target='native' or 'portable'")
-    program = build_program(spec, schedule)
+    program = build_program(spec, schedule, plan=plan)
     # validate and pack before any build work
-    packed = pack(spec, weights, allow_nonfinite=allow_nonfinite, unit_block=kernel_plan(program).unit_block)
+    packed = pack(spec, weights, allow_nonfinite=allow_nonfinite, unit_block=program.unit_block)
     sources = render(program, prefix)
-    module = _build.build(sources, target=target)
-    return Model(spec, program, module, prefix, packed)
+    return Model(_build.build_artifact(program, sources, target=target), packed)
 
 
 def generate_sources(spec: Any, weights: Mapping[str, Any] | None = None, *, prefix: str = "lstm",
                      time_loop: str = "looped", seq_len: int | None = None, chunk: int = 0,
-                     target: str = "portable", math: str = "libm", allow_nonfinite: bool = False) -> Sources:
+                     target: str = "portable", math: str = "libm", allow_nonfinite: bool = False,
+                     plan: Mapping[str, Any] | None = None) -> Sources:
+    """The C of `generate` as {filename: text}, without writing it."""
     spec = as_spec(spec)
-    program = build_program(spec, make_schedule(time_loop, seq_len, chunk, target, math))
-    unit_block = kernel_plan(program).unit_block
-    packed = pack(spec, weights, allow_nonfinite=allow_nonfinite, unit_block=unit_block) if weights is not None else None
+    program = build_program(spec, make_schedule(time_loop, seq_len, chunk, target, math), plan=plan)
+    packed = pack(spec, weights, allow_nonfinite=allow_nonfinite, unit_block=program.unit_block) if weights is not None else None
     return render(program, prefix, packed)
+
+
+def schedule_for(spec: Any, *, time_loop: str = "looped", seq_len: int | None = None, chunk: int = 0,
+                 target: str = "portable", math: str = "libm", plan: Mapping[str, Any] | None = None) -> ScheduledProgram:
+    """The ScheduledProgram compile/generate would render (what `lstmgen inspect` prints)."""
+    return build_program(as_spec(spec), make_schedule(time_loop, seq_len, chunk, target, math), plan=plan)
 
 
 def generate(spec: Any, weights: Mapping[str, Any] | None, out_dir: str | os.PathLike[str], *,
              prefix: str = "lstm", time_loop: str = "looped", seq_len: int | None = None,
              chunk: int = 0, target: str = "portable", math: str = "libm",
-             allow_nonfinite: bool = False) -> list[str]:
+             allow_nonfinite: bool = False, plan: Mapping[str, Any] | None = None) -> list[str]:
     """Write standalone C for the spec into out_dir: <prefix>.h, <prefix>.c and, when weights are
     given, <prefix>_weights.c with them as static const arrays. Returns the paths written.
 
@@ -81,7 +96,7 @@ def generate(spec: Any, weights: Mapping[str, Any] | None, out_dir: str | os.Pat
     'native' (this machine's) emit intrinsics that need the matching compiler flags (the .c
     says which). math 'libm' (default) or 'approx' (no libm calls for the torch cell)."""
     sources = generate_sources(spec, weights, prefix=prefix, time_loop=time_loop, seq_len=seq_len,
-                               chunk=chunk, target=target, math=math, allow_nonfinite=allow_nonfinite)
+                               chunk=chunk, target=target, math=math, allow_nonfinite=allow_nonfinite, plan=plan)
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     paths = []
@@ -91,39 +106,3 @@ def generate(spec: Any, weights: Mapping[str, Any] | None, out_dir: str | os.Pat
             fh.write(text)
         paths.append(path)
     return paths
-
-
-def from_torch(module: Any, *, batch_first: bool | None = None,
-               prefix: str | None = None) -> tuple[LSTMSpec, dict[str, Any]]:
-    """(spec, weights) from a torch.nn.LSTM instance, a state_dict, or a .pt/.pth/.npz file of one.
-
-    For a state_dict the spec is inferred from its keys and shapes (see lstmgen.importers);
-    batch_first cannot be inferred and defaults to False; `prefix` picks the LSTM's keys out of an
-    enclosing module's state_dict. torch is needed for modules and .pt/.pth files only.
-    """
-    if isinstance(module, (str, os.PathLike, Mapping)):
-        from .importers import from_state_dict
-
-        return from_state_dict(module, batch_first=bool(batch_first), prefix=prefix)
-    try:
-        import torch
-    except ImportError as exc:  # pragma: no cover - exercised only without torch
-        raise ImportError("lstmgen.from_torch needs torch installed") from exc
-    if not isinstance(module, torch.nn.LSTM):
-        raise TypeError(f"from_torch expects a torch.nn.LSTM, a state_dict or a path, got {type(module).__name__}")
-    if batch_first is not None and batch_first != module.batch_first:
-        raise ValueError(f"batch_first={batch_first} contradicts the module's batch_first={module.batch_first}")
-    if prefix is not None:
-        raise ValueError("prefix applies to state_dicts, not to a torch.nn.LSTM module")
-    spec = LSTMSpec(
-        input_size=module.input_size,
-        hidden_size=module.hidden_size,
-        num_layers=module.num_layers,
-        bias=module.bias,
-        batch_first=module.batch_first,
-        dropout=float(module.dropout),
-        bidirectional=module.bidirectional,
-        proj_size=module.proj_size,
-    )
-    weights = {k: v.detach().cpu().to(torch.float32).numpy().copy() for k, v in module.state_dict().items()}
-    return spec, weights

@@ -1,6 +1,7 @@
 """Build: compile rendered C sources into a Python extension with cffi, cached by content hash.
 
-Input: `codegen.Sources`. Output: the loaded extension module (`module.ffi`, `module.lib`).
+Input: `codegen.Sources` (and the ScheduledProgram they were rendered from). Output: the loaded
+extension module (`module.ffi`, `module.lib`), wrapped with its program and prefix in an `Artifact`.
 
 Cache layout: `$LSTMGEN_CACHE_DIR` (default ~/.cache/lstmgen) / <key> / {<module>.so, MANIFEST}.
 The key hashes the sources, cdef, compiler flags, cffi version and Python ABI, so an entry is
@@ -26,12 +27,15 @@ import sys
 import sysconfig
 import tempfile
 import threading
+from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
 import cffi
 
 from . import kernels
 from .codegen import Sources
+from .schedule import ScheduledProgram
 
 # Counts real compiler runs in this process (tests use it to prove cache hits).
 stats = {"compiles": 0, "cache_hits": 0}
@@ -269,3 +273,31 @@ def _build_and_load(sources: Sources, module_name: str, flags: list[str], key: s
         shutil.rmtree(staging, ignore_errors=True)
         if private:
             shutil.rmtree(build_root, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A built model: the ScheduledProgram its C was rendered from, the C prefix and the loaded
+    extension. What runtime.Model runs; public as `model.artifact`."""
+
+    program: ScheduledProgram
+    prefix: str
+    module: ModuleType
+    target: str = "native"  # the target the library was compiled for (its flags)
+
+    @property
+    def ffi(self) -> Any:
+        return self.module.ffi
+
+    @property
+    def lib(self) -> Any:
+        return self.module.lib
+
+    def entry(self, name: str) -> Any:
+        """The C function `<prefix>_<name>` (None when this model has no such entry point)."""
+        return getattr(self.module.lib, f"{self.prefix}_{name}", None)
+
+
+def build_artifact(program: ScheduledProgram, sources: Sources, *, target: str = "native") -> Artifact:
+    """Sources (rendered from `program`) -> a loaded Artifact (compiled, or from the cache)."""
+    return Artifact(program, sources.prefix, build(sources, target=target), target)

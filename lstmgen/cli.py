@@ -14,29 +14,11 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .api import as_spec, compile, generate
+from .api import as_spec, compile, generate, schedule_for
 from .build import BuildError
-from .ir import build_program
+from .importers import load_weights
 from .spec import LSTMSpec
 from .weights import random_weights
-
-
-def load_weights(path: str) -> dict[str, Any]:
-    """Weights from .npz (always) or a torch .pt/.pth state_dict (needs torch)."""
-    if path.endswith((".pt", ".pth")):
-        try:
-            import torch
-        except ImportError:
-            raise ValueError(f"{path}: loading .pt/.pth files needs torch installed; save the state_dict as .npz instead") from None
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(state, dict):
-            raise ValueError(f"{path}: expected a state_dict (a dict of tensors), got {type(state).__name__}")
-        return {k: v.detach().float().numpy() for k, v in state.items()}
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: cannot read weights as .npz: {exc}") from None
 
 
 def _spec_and_weights(args: argparse.Namespace) -> tuple[LSTMSpec, dict[str, Any] | None]:
@@ -104,13 +86,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             print(imported.describe())
     else:
         spec = as_spec(args.spec)
-    from .ir import Schedule
-
-    program = build_program(spec, Schedule(time_loop=args.time_loop, seq_len=args.seq_len, chunk=args.chunk))
+    program = schedule_for(spec, time_loop=args.time_loop, seq_len=args.seq_len, chunk=args.chunk,
+                           target=args.target, math=args.math)
     if args.dot:
         print(to_dot(program))
     else:
         print(program)
+        print(program.describe_plan())
         print(f"parameters: {spec.num_parameters}; MACs per step and batch row: {spec.macs_per_step()}")
     return 0
 
@@ -192,7 +174,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print("|---|---:|---:|---:|")
     for name, ms in rows:
         print(f"| {name} | {ms:.4g} | {flops / ms / 1e6:.3g} | {ms / rows[0][1]:.2f}x |")
-    if model._step is not None:
+    if model.streams:
         stream = model.stream(batch=B)
         x_t = x[:, 0] if spec.batch_first else x[0]
         print(f"\nstream.step (one step, B = {B}): {_median_ms(lambda: stream.step(x_t), args.seconds / 2) * 1e3:.3g} us")
@@ -267,6 +249,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     i = sub.add_parser("inspect", help="print the lowered IR of a spec")
     i.add_argument("spec", help="spec file (.json or .toml), or an ONNX model (.onnx)")
     i.add_argument("--dot", action="store_true", help="print Graphviz dot instead")
+    i.add_argument("--target", choices=["portable", "avx2", "avx512", "neon", "native"], default="native",
+                   help="the kernels whose plan to show (default: this machine's, as compile() picks)")
+    i.add_argument("--math", choices=["libm", "approx"], default="approx", help="sigmoid/tanh (default approx, as compile())")
     _schedule_args(i)
     i.set_defaults(fn=cmd_inspect)
 
@@ -288,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.fn(args))
-    except (ValueError, TypeError, OSError) as exc:
+    except (ValueError, TypeError, OSError, ImportError) as exc:
         print(f"lstmgen {args.cmd}: error: {exc}", file=sys.stderr)
         return 2
     except BuildError as exc:

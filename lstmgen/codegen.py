@@ -1,6 +1,6 @@
-"""Code generation: render a scheduled Program (and optionally its weights) to C sources.
+"""Code generation: render a ScheduledProgram (and optionally its weights) to C sources.
 
-Input: `Program` (from ir.build_program), a validated prefix, optional packed weights.
+Input: `ScheduledProgram` (from schedule.build_program), a validated prefix, optional packed weights.
 Output: `Sources` — {filename: text} for `<prefix>.h`, `<prefix>.c` and, when weights are
 embedded, `<prefix>_weights.c`; plus the cffi cdef text for the same API.
 
@@ -11,6 +11,7 @@ literals, which round-trip every float32 bit-exactly. Output is byte-stable (no 
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Sequence
@@ -20,7 +21,9 @@ import jinja2
 import numpy as np
 
 from . import __version__, kernels
-from .ir import WINDOW_FLOATS, Program, Recurrence
+from .abi import ERRORS, FIELD_NAMES, WEIGHT_FIELDS
+from .ir import Recurrence
+from .schedule import WINDOW_FLOATS, ScheduledProgram
 from .spec import Activation
 from .weights import PackedCell
 
@@ -29,16 +32,6 @@ C_KEYWORDS = frozenset(
     inline int long register restrict return short signed sizeof static struct switch typedef union
     unsigned void volatile while _Bool _Complex _Imaginary _Alignas _Alignof _Atomic _Generic
     _Noreturn _Static_assert _Thread_local bool true false asm typeof NULL main""".split()
-)
-# Error codes every generated API shares: (name, value, meaning); documented in the header.
-ERRORS = (
-    ("OK", 0, "success"),
-    ("ERR_NULL", -1, "a required pointer is NULL"),
-    ("ERR_SIZE", -2, "T or B < 1, T differs from a fixed SEQ_LEN, or a row index is out of range"),
-    ("ERR_LENGTHS", -3, "some lengths[b] is outside [1, T]"),
-    ("ERR_WORKSPACE", -4, "the workspace is smaller than *_workspace_floats(T, B)"),
-    ("ERR_WEIGHTS", -5, "a weight pointer the model needs is NULL"),
-    ("ERR_OVERFLOW", -6, "T * B is too large to address"),
 )
 _PREFIX_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,30}")
 
@@ -114,7 +107,9 @@ class Sources:
     prefix: str
 
 
+@functools.cache
 def _env() -> jinja2.Environment:
+    """One Environment per process: Jinja caches the parsed templates on it."""
     return jinja2.Environment(
         loader=jinja2.PackageLoader("lstmgen", "templates"),
         undefined=jinja2.StrictUndefined,
@@ -125,7 +120,7 @@ def _env() -> jinja2.Environment:
     )
 
 
-def _view(program: Program, name: str, dst_offset: int = 0) -> tuple[str, str, str]:
+def _view(program: ScheduledProgram, name: str, dst_offset: int = 0) -> tuple[str, str, str]:
     """C expressions (pointer, stride_t, stride_b) for a sequence buffer inside a window."""
     if name == "x":
         return "x", "x_st", "x_sb"
@@ -138,12 +133,12 @@ def _view(program: Program, name: str, dst_offset: int = 0) -> tuple[str, str, s
     return ptr, f"(int64_t)B * {row}", str(row)
 
 
-def _ws_ptr(program: Program, name: str) -> str:
+def _ws_ptr(program: ScheduledProgram, name: str) -> str:
     off = program.slots[program.slot_of(name)].offset_rows
     return f"ws + rows * {off}" if off else "ws"
 
 
-def _window(program: Program, p: str, name: str, unrolled: bool) -> dict:
+def _window(program: ScheduledProgram, p: str, name: str, unrolled: bool) -> dict:
     spec = program.spec
     D = spec.num_directions
     ops = []
@@ -184,9 +179,9 @@ def _window(program: Program, p: str, name: str, unrolled: bool) -> dict:
     return dict(name=name, ops=ops)
 
 
-def render(program: Program, prefix: str, packed: Sequence[PackedCell] | None = None, *,
+def render(program: ScheduledProgram, prefix: str, packed: Sequence[PackedCell] | None = None, *,
            static: dict | None = None) -> Sources:
-    """Program (+ packed weights to embed) -> Sources.
+    """ScheduledProgram (+ packed weights to embed) -> Sources.
 
     `static` (from embedded.static_context) adds the static-memory block to the header: the
     caller-owned state struct, its compile-time size and the footprint comment."""
@@ -215,7 +210,8 @@ def render(program: Program, prefix: str, packed: Sequence[PackedCell] | None = 
         stream=stream,
         x_shape=f"(B, T, {spec.input_size})" if spec.batch_first else f"(T, B, {spec.input_size})",
         y_shape=f"(B, T, {D * R})" if spec.batch_first else f"(T, B, {D * R})",
-        unit_block=kernel_plan(program).unit_block,
+        unit_block=program.unit_block,
+        fields=FIELD_NAMES,
     )
     variants = []
     for i, v in enumerate(program.variants):
@@ -258,14 +254,10 @@ def render(program: Program, prefix: str, packed: Sequence[PackedCell] | None = 
                     )
                 )
         windows.append(_window(program, p, f"{p}_window_unrolled", unrolled=True))
-    weight_checks = ""
-    if spec.proj_size:
-        weight_checks += " || cw->w_hr == NULL"
-    if spec.peepholes:
-        weight_checks += " || cw->w_ph == NULL"
-    if spec.bias:
-        weight_checks += " || cw->bias == NULL"
+    # w_ih and w_hh are checked always; the optional fields when this spec needs them
+    weight_checks = "".join(f" || cw->{f.name} == NULL" for f in WEIGHT_FIELDS if f.needed_when != "always" and f.needed(spec))
     acts = [a.name for v in program.variants for a in v.activations]
+    sizes = program.sizes(p)
     ctx = dict(
         k=kernel_context(program, p),
         p=p,
@@ -281,6 +273,8 @@ def render(program: Program, prefix: str, packed: Sequence[PackedCell] | None = 
         row_floats=program.row_floats,
         auto_window=program.auto_window,
         window_floats=WINDOW_FLOATS,
+        sizes=sizes,
+        fields=FIELD_NAMES,
         batch_floats=program.batch_floats,
         variants=variants,
         recurrences=recurrences,
@@ -316,10 +310,10 @@ def _weights_ctx(packed: Sequence[PackedCell]) -> list[dict]:
     cells = []
     for cell in packed:
         arrays = []
-        for field, shape_doc in (("w_ih", "(I_k, 4H)"), ("w_hh", "(R, 4H)"), ("bias", "(4H)"), ("w_hr", "(H, P)"), ("w_ph", "(3H)")):
-            arr = getattr(cell, field)
+        for f in WEIGHT_FIELDS:
+            arr = getattr(cell, f.name)
             if arr is not None:
-                arrays.append(dict(field=field, shape=shape_doc + " " + "x".join(map(str, arr.shape)), size=arr.size, lines=_array_lines(arr)))
+                arrays.append(dict(field=f.name, shape=f.shape + " " + "x".join(map(str, arr.shape)), size=arr.size, lines=_array_lines(arr)))
         cells.append(dict(layer=cell.layer, direction=cell.direction, arrays=arrays, fields=[a["field"] for a in arrays]))
     return cells
 
@@ -364,14 +358,9 @@ def _vector_ops(isa: str, vw: int) -> tuple[str, str, list[tuple[str, str, str, 
     return header, vtype, ops
 
 
-def kernel_plan(program: Program) -> kernels.KernelPlan:
-    sched = program.schedule
-    return kernels.plan(program.spec, sched.target, sched.math)
-
-
-def kernel_context(program: Program, p: str) -> dict:
+def kernel_context(program: ScheduledProgram, p: str) -> dict:
     """What kernels.j2 and the kernel parts of model.c.j2 need: the plan, spelled for C."""
-    plan = kernel_plan(program)
+    plan = program.plan
     acts = {a.name for v in program.variants for a in v.activations}
     scalar_cell = not plan.vector_cell
     nb = program.spec.hidden_size // plan.vw if plan.vw else 0  # gate blocks
@@ -424,11 +413,10 @@ def math_probe_sources(isa: str = "portable", prefix: str = "probe") -> Sources:
         of 16), 4 tanhf, 5 1 / (1 + expf(-x)) (libm, what math="libm" computes)
     """
     p = check_prefix(prefix)
-    from .ir import Schedule as _Schedule
-    from .ir import build_program
+    from .schedule import Schedule, build_program
     from .spec import LSTMSpec
 
-    program = build_program(LSTMSpec(input_size=1, hidden_size=16), _Schedule(target=isa, math="approx"))
+    program = build_program(LSTMSpec(input_size=1, hidden_size=16), Schedule(target=isa, math="approx"))
     k = kernel_context(program, p)
     k.update(scalar_tanh=True, scalar_sigmoid=True)
     text = _env().get_template("kernels.j2").module.math_probe(p, p.upper(), k)  # type: ignore[attr-defined]

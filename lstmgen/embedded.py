@@ -29,9 +29,10 @@ from typing import Any
 import numpy as np
 
 from . import __version__, reference
+from .abi import FIELD_NAMES, WARN_FLAGS
 from .build import BuildError
-from .codegen import _array_lines, _env, _weights_ctx, c_float, check_prefix, kernel_plan, render
-from .ir import Program, Schedule, build_program
+from .codegen import _array_lines, _env, _weights_ctx, c_float, check_prefix, render
+from .schedule import Schedule, ScheduledProgram, build_program
 from .spec import LSTMSpec
 from .weights import pack, random_weights
 
@@ -42,14 +43,13 @@ DEFAULT_CHUNK = 4
 # expf/tanhf, or with math='approx', whose sigmoid/tanh error (kernels.py) is far below it.
 DEFAULT_TOLERANCE = 1e-5
 POINTER_BYTES = 4  # the weight table's pointers on the 32-bit targets this folder is for
-CELL_POINTERS = 5  # w_ih, w_hh, bias, w_hr, w_ph per <p>_cell_weights
+CELL_POINTERS = len(FIELD_NAMES)  # pointers per <p>_cell_weights (abi.WEIGHT_FIELDS)
 
 # arm-none-eabi-gcc flags per core; the issue's proof builds with exactly these.
 CPU_FLAGS = {
     "cortex-m4": ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"],
     "cortex-m0plus": ["-mcpu=cortex-m0plus", "-mthumb", "-mfloat-abi=soft"],
 }
-WARN_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Wdouble-promotion", "-Wconversion", "-Wvla", "-Werror"]
 
 
 @dataclass(frozen=True)
@@ -121,17 +121,17 @@ def embedded_schedule(spec: LSTMSpec, *, max_batch: int = 1, seq_len: int | None
                     math=math)
 
 
-def _pack(program: Program, weights: Mapping[str, Any], allow_nonfinite: bool = False) -> list:
+def _pack(program: ScheduledProgram, weights: Mapping[str, Any], allow_nonfinite: bool = False) -> list:
     """The weights in the layout this program's kernels read."""
-    return pack(program.spec, weights, allow_nonfinite=allow_nonfinite, unit_block=kernel_plan(program).unit_block)
+    return pack(program.spec, weights, allow_nonfinite=allow_nonfinite, unit_block=program.unit_block)
 
 
-def _weight_floats(program: Program, packed: Any) -> int:
+def _weight_floats(program: ScheduledProgram, packed: Any) -> int:
     cells = _weights_ctx(packed if packed is not None else _pack(program, random_weights(program.spec)))
     return sum(a["size"] for cell in cells for a in cell["arrays"])
 
 
-def footprint(program: Program, packed: Any = None) -> Footprint:
+def footprint(program: ScheduledProgram, packed: Any = None) -> Footprint:
     """Exact sizes of the static build of a scheduled Program (schedule.max_batch must be set)."""
     spec, sched = program.spec, program.schedule
     if not sched.max_batch:

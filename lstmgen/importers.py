@@ -1,4 +1,4 @@
-"""Weights that arrive without a spec: torch state_dicts (and .pt/.pth/.npz files), Keras LSTM weights.
+"""Importers: torch modules and state_dicts (and .pt/.pth/.npz files), Keras LSTM weights.
 
 Input: a mapping of torch.nn.LSTM state_dict names to arrays or tensors (or a file holding one),
 or the arrays of Keras LSTM layers (`layer.get_weights()`: kernel, recurrent_kernel, bias).
@@ -68,6 +68,11 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
             return {k: data[k] for k in data.files}
     except (OSError, ValueError) as exc:
         raise ValueError(f"{path}: cannot read weights as .npz: {exc}") from None
+
+
+def load_weights(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """load_state_dict, every value as a numpy array (what the CLI's --weights reads)."""
+    return {k: _to_numpy(k, v) for k, v in load_state_dict(path).items()}
 
 
 def _pick_prefix(keys: list[str]) -> str:
@@ -235,3 +240,37 @@ def from_keras_weights(kernel: Any, recurrent_kernel: Any = None, bias: Any = No
 
 
 __all__ = ["from_keras_weights", "from_state_dict", "keras_activation", "load_state_dict"]
+
+
+def from_torch(module: Any, *, batch_first: bool | None = None,
+               prefix: str | None = None) -> tuple[LSTMSpec, dict[str, Any]]:
+    """(spec, weights) from a torch.nn.LSTM instance, a state_dict, or a .pt/.pth/.npz file of one.
+
+    For a state_dict the spec is inferred from its keys and shapes (see lstmgen.importers);
+    batch_first cannot be inferred and defaults to False; `prefix` picks the LSTM's keys out of an
+    enclosing module's state_dict. torch is needed for modules and .pt/.pth files only.
+    """
+    if isinstance(module, (str, os.PathLike, Mapping)):
+        return from_state_dict(module, batch_first=bool(batch_first), prefix=prefix)
+    try:
+        import torch
+    except ImportError as exc:  # pragma: no cover - exercised only without torch
+        raise ImportError("lstmgen.from_torch needs torch installed") from exc
+    if not isinstance(module, torch.nn.LSTM):
+        raise TypeError(f"from_torch expects a torch.nn.LSTM, a state_dict or a path, got {type(module).__name__}")
+    if batch_first is not None and batch_first != module.batch_first:
+        raise ValueError(f"batch_first={batch_first} contradicts the module's batch_first={module.batch_first}")
+    if prefix is not None:
+        raise ValueError("prefix applies to state_dicts, not to a torch.nn.LSTM module")
+    spec = LSTMSpec(
+        input_size=module.input_size,
+        hidden_size=module.hidden_size,
+        num_layers=module.num_layers,
+        bias=module.bias,
+        batch_first=module.batch_first,
+        dropout=float(module.dropout),
+        bidirectional=module.bidirectional,
+        proj_size=module.proj_size,
+    )
+    weights = {k: v.detach().cpu().to(torch.float32).numpy().copy() for k, v in module.state_dict().items()}
+    return spec, weights

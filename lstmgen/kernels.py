@@ -132,13 +132,34 @@ def resolve_target(target: object) -> str:
     return native_isa() if target == "native" else target
 
 
+def vector_widths(isa: str) -> tuple[int, ...]:
+    """Vector widths (floats per register) an ISA offers, widest first."""
+    return _WIDTHS[isa]
+
+
+def max_tile_rows(isa: str) -> int:
+    """Most rows a register tile may hold (4 gate accumulators per row plus 4 weight vectors fit
+    the architectural registers)."""
+    return (_REGISTERS[isa] - 4) // 4 if isa in _REGISTERS else 0
+
+
+def max_step_blocks(isa: str) -> int:
+    """Most gate blocks one tile of the one-row step holds (4 accumulators each)."""
+    return 4 if _REGISTERS.get(isa, 0) >= 32 else 2
+
+
 def plan(spec: LSTMSpec, isa: str, math: str) -> KernelPlan:
     """Choose the kernels for a spec on an ISA (already resolved, see resolve_target)."""
     if isa not in ISAS:
         raise ValueError(f"isa must be one of {ISAS}, got {isa!r}")
     check_math(math)
     H = spec.hidden_size
-    vw = next((w for w in _WIDTHS[isa] if H % w == 0), 0)
+    return plan_for_width(spec, isa, math, next((w for w in _WIDTHS[isa] if H % w == 0), 0))
+
+
+def plan_for_width(spec: LSTMSpec, isa: str, math: str, vw: int) -> KernelPlan:
+    """The plan's heuristics for a given vector width (0: the portable scalar kernels)."""
+    H = spec.hidden_size
     torch_acts = all(spec.direction_activations(d) == DEFAULT_ACTIVATIONS for d in range(spec.num_directions))
     vector_cell = bool(vw) and math == "approx" and torch_acts and not spec.peepholes and spec.clip is None and not spec.input_forget
     if not vw:
@@ -151,7 +172,7 @@ def plan(spec: LSTMSpec, isa: str, math: str) -> KernelPlan:
     # walks its tiles in zig-zag order (reversed on odd steps) so it starts on the panels the
     # last step read last, still in cache; a W_hh of more than 32 KiB (past some L1s) that one
     # tile would cover is split in two for that (H = 64: 2 x 32 KiB, ~20% faster per step).
-    most = 4 if regs >= 32 else 2
+    most = max_step_blocks(isa)
     tiles1 = -(-nb // most)
     if tiles1 == 1 and nb >= 4 and 4 * spec.output_size * 4 * H > 32 * 1024:
         tiles1 = 2

@@ -1,6 +1,7 @@
 """Runtime: a built extension plus a weight set, callable like torch.nn.LSTM.
 
-Input: the cffi module from build.py, the Program it was rendered from, packed weights.
+Input: an `Artifact` from build.py (the loaded extension, its ScheduledProgram and prefix) and a
+weight set (torch-named, or already packed in the layout the artifact's kernels read).
 Output: `Model` — `model(x, hx=None, lengths=None) -> (out, (h_n, c_n))` — and `Stream` for
 step-at-a-time use. numpy buffers are handed to C without copies when they are already
 C-contiguous native float32; anything else is converted once (or refused with a clear error).
@@ -14,18 +15,17 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping, Sequence
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from .codegen import ERRORS, kernel_plan
-from .ir import Program
+from .abi import FIELD_NAMES, error_text
+from .build import Artifact
+from .schedule import Schedule, ScheduledProgram
 from .spec import LSTMSpec
 from .weights import PackedCell, as_numpy, pack
 
 _INT32_MAX = 2**31 - 1
-_C_ERRORS = {value: f"{name}: {doc}" for name, value, doc in ERRORS}
 _F32 = np.dtype(np.float32)
 # A thread keeps its last workspace (and its C pointer) for the next call when it is at most this
 # many floats: no allocation, no page faults on the hot path; larger ones are allocated per call.
@@ -89,18 +89,17 @@ def _check_shape(name: str, arr: np.ndarray, shape: tuple[int, ...], meaning: st
 class Model:
     """A compiled LSTM with one weight set. Call it like torch.nn.LSTM's forward."""
 
-    def __init__(self, spec: LSTMSpec, program: Program, module: ModuleType, prefix: str,
-                 weights: Mapping[str, Any] | Sequence[PackedCell], *, allow_nonfinite: bool = False):
-        self.spec = spec
-        self.program = program
-        self.prefix = prefix
-        self._module = module
-        self._ffi = module.ffi
-        self._lib = module.lib
-        self._forward = getattr(module.lib, f"{prefix}_forward")
-        self._workspace_floats = getattr(module.lib, f"{prefix}_workspace_floats")
-        self._step = getattr(module.lib, f"{prefix}_step", None)
-        unit_block = kernel_plan(program).unit_block  # the packed layout these kernels read
+    def __init__(self, artifact: Artifact, weights: Mapping[str, Any] | Sequence[PackedCell], *,
+                 allow_nonfinite: bool = False):
+        self.artifact = artifact
+        self.spec: LSTMSpec = artifact.program.spec
+        self.prefix = prefix = artifact.prefix
+        spec = self.spec
+        self._ffi = artifact.ffi
+        self._forward = artifact.entry("forward")
+        self._workspace_floats = artifact.entry("workspace_floats")
+        self._step = artifact.entry("step")
+        unit_block = artifact.program.unit_block  # the packed layout these kernels read
         if isinstance(weights, (list, tuple)):
             packed = list(weights)
             if any(cell.unit_block != unit_block for cell in packed):
@@ -118,7 +117,7 @@ class Model:
         self._keep = []
         for i, cell in enumerate(packed):
             cw = self._weights.cell[i]
-            for field in ("w_ih", "w_hh", "bias", "w_hr", "w_ph"):
+            for field in FIELD_NAMES:
                 arr = getattr(cell, field)
                 if arr is not None:
                     buf = self._ffi.from_buffer("float[]", arr)
@@ -127,14 +126,40 @@ class Model:
 
     def with_weights(self, weights: Mapping[str, Any], *, allow_nonfinite: bool = False) -> "Model":
         """The same compiled code with another weight set (no rebuild)."""
-        return Model(self.spec, self.program, self._module, self.prefix, weights, allow_nonfinite=allow_nonfinite)
+        return Model(self.artifact, weights, allow_nonfinite=allow_nonfinite)
 
     @property
-    def schedule(self):
-        return self.program.schedule
+    def program(self) -> ScheduledProgram:
+        """The ScheduledProgram this model's C was rendered from (plan, memory, sizes)."""
+        return self.artifact.program
+
+    @property
+    def schedule(self) -> Schedule:
+        return self.artifact.program.schedule
+
+    @property
+    def packed_weights(self) -> list[PackedCell]:
+        """The weights in the kernels' layout, as handed to C (read-only views)."""
+        return list(self._packed)
+
+    @property
+    def c_weights(self) -> Any:
+        """The `<p>_weights *` struct pointing into this model's weights, for calling the C entry
+        points of `artifact` directly (valid while the model lives)."""
+        return self._weights
+
+    @property
+    def streams(self) -> bool:
+        """Does this model have a step-at-a-time API (unidirectional, forward)?"""
+        return self._step is not None
+
+    def workspace_floats(self, T: int, B: int) -> int:
+        """Floats of workspace the C needs for T steps and B rows, as the C itself reports it
+        (negative: a C error code for a bad size)."""
+        return int(self._workspace_floats(T, B))
 
     def _raise(self, code: int, what: str) -> None:
-        raise ValueError(f"{what} failed with C error {code} ({_C_ERRORS.get(code, 'unknown error')})")
+        raise ValueError(f"{what} failed with C error {code} ({error_text(code)})")
 
     def __call__(self, x: Any, hx: tuple[Any, Any] | None = None, lengths: Any = None):
         if hx is None and lengths is None and type(x) is np.ndarray:
@@ -166,14 +191,14 @@ class Model:
             raise ValueError(f"x has shape {x.shape}: need at least one time step and one batch row")
         if T > _INT32_MAX or B > _INT32_MAX:
             raise ValueError(f"x has shape {x.shape}: T and B must fit in int32")
-        fixed = self.program.schedule.seq_len
-        if self.program.schedule.time_loop == "unrolled" and T != fixed:
+        fixed = self.schedule.seq_len
+        if self.schedule.time_loop == "unrolled" and T != fixed:
             raise ValueError(f"this model was compiled unrolled for seq_len={fixed}; x has T={T}")
         need = self._sizes.get((T, B), -1)
         if need < 0:  # first call with this (T, B): ask the C, check the memory, remember
             need = self._workspace_floats(T, B)
             if need < 0:
-                raise ValueError(f"x has shape {x.shape}: T * B is too large ({_C_ERRORS.get(need, need)})")
+                raise ValueError(f"x has shape {x.shape}: T * B is too large ({error_text(need)})")
             total = 4 * (need + T * B * (D * R + I) + L * D * B * (R + H))  # workspace, outputs, a copy of x
             if total > _physical_memory():  # np.empty would "succeed" (overcommit) and the C would then die
                 raise MemoryError(f"x has shape {x.shape}: the workspace ({need} floats), outputs and input need "

@@ -36,3 +36,25 @@ def need_tool(name: str) -> str:
             pytest.fail(f"{name} is required in CI (.ci/run installs it)")
         pytest.skip(f"{name} not found")
     return path
+
+
+def with_c_functions(model, **wrappers):
+    """The same model over its public Artifact, with some C entry points (`forward`, `step`,
+    `workspace_floats`) replaced by wrappers that get the real function first: fault injection
+    and spying without touching Model internals."""
+    import dataclasses
+    import types
+
+    import lstmgen
+
+    art = model.artifact
+    real_lib = art.lib
+
+    class Lib:
+        def __getattr__(self, name):
+            fn = getattr(real_lib, name)
+            suffix = name[len(art.prefix) + 1:]
+            return (lambda *a: wrappers[suffix](fn, *a)) if suffix in wrappers else fn
+
+    module = types.SimpleNamespace(ffi=art.ffi, lib=Lib())
+    return lstmgen.Model(dataclasses.replace(art, module=module), model.packed_weights)

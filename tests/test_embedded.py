@@ -29,7 +29,7 @@ from embedded_tools import (
 import lstmgen
 from lstmgen import embedded
 from lstmgen.cli import main as cli_main
-from lstmgen.ir import build_program
+from lstmgen.schedule import build_program
 
 GENERATED = os.path.join(ROOT, "generated")
 KWS = dict(input_size=40, hidden_size=64, num_layers=2)  # examples/kws.json

@@ -20,12 +20,13 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from conftest import need_module
+from conftest import need_module, with_c_functions
 
 import lstmgen
 from lstmgen import reference
+from lstmgen.abi import ERRORS
 from lstmgen.cli import main as cli
-from lstmgen.codegen import ERRORS, check_prefix
+from lstmgen.codegen import check_prefix
 
 MARK = "ZQXJ"  # in every hostile string, so scanning output for it proves the string is absent
 HOSTILE = [
@@ -455,9 +456,9 @@ def test_header_documents_every_code(capi):
 
 
 def _buffers(model, T, B):
-    ffi = model._ffi
+    ffi = model.artifact.ffi
     spec = model.spec
-    need = model._workspace_floats(T, B)
+    need = model.workspace_floats(T, B)
     NI, R, H = spec.input_size, spec.output_size, spec.hidden_size
     bufs = dict(x=ffi.new("float[]", max(T * B * NI, 1)), y=ffi.new("float[]", max(T * B * R, 1)),
                 h=ffi.new("float[]", B * R), c=ffi.new("float[]", B * H), ws=ffi.new("float[]", max(need, 1)),
@@ -468,11 +469,11 @@ def _buffers(model, T, B):
 
 
 def test_forward_argument_checks(capi):
-    lib, ffi, p = capi._lib, capi._ffi, "capi"
-    fwd, wsf = getattr(lib, f"{p}_forward"), getattr(lib, f"{p}_workspace_floats")
+    ffi, entry = capi.artifact.ffi, capi.artifact.entry
+    fwd, wsf = entry("forward"), entry("workspace_floats")
     T, B = 3, 2
     b, need = _buffers(capi, T, B)
-    w = capi._weights
+    w = capi.c_weights
     args = dict(w=w, x=b["x"], T=T, B=B, lengths=ffi.NULL, h0=ffi.NULL, c0=ffi.NULL, y=b["y"], h_n=b["h"],
                 c_n=b["c"], ws=b["ws"], n=need)
 
@@ -507,12 +508,12 @@ def test_forward_argument_checks(capi):
 
 
 def test_step_and_reset_argument_checks(capi):
-    lib, ffi, p = capi._lib, capi._ffi, "capi"
-    step, reset, reset_row = (getattr(lib, f"{p}_{n}") for n in ("step", "reset", "reset_row"))
+    ffi = capi.artifact.ffi
+    step, reset, reset_row = (capi.artifact.entry(n) for n in ("step", "reset", "reset_row"))
     B = 2
     b, _ = _buffers(capi, 1, B)
-    need = capi._workspace_floats(1, B)
-    w = capi._weights
+    need = capi.workspace_floats(1, B)
+    w = capi.c_weights
     assert step(w, b["x"], B, b["h"], b["c"], b["y"], b["ws"], need) == 0
     for args, code in [
         ((ffi.NULL, b["x"], B, b["h"], b["c"], b["y"], b["ws"], need), "ERR_NULL"),
@@ -541,12 +542,11 @@ def test_step_and_reset_argument_checks(capi):
 
 
 def test_python_turns_c_errors_into_exceptions(capi):
-    model = capi.with_weights(lstmgen.random_weights(capi.spec, 2))
-    model._workspace_floats = lambda T, B: 1  # a lying size: the C catches it
+    model = with_c_functions(capi.with_weights(lstmgen.random_weights(capi.spec, 2)),
+                             workspace_floats=lambda real, T, B: 1)  # a lying size: the C catches it
     with pytest.raises(ValueError, match=r"capi_forward failed with C error -4 \(ERR_WORKSPACE"):
         model(np.zeros((3, 2, 3), np.float32))
-    s = capi.stream(batch=2)
-    s._ws_args = (s._ws_args[0], 0)
+    s = model.stream(batch=2)
     with pytest.raises(ValueError, match=r"capi_step failed with C error -4"):
         s.step(np.zeros((2, 3), np.float32))
     tried("C API bad arguments", 2)

@@ -16,7 +16,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from conftest import need_module
+from conftest import need_module, with_c_functions
 
 import lstmgen
 
@@ -106,18 +106,16 @@ def test_c_only_sees_aligned_pointers(model, base):
     """An unaligned float* is undefined behaviour in C (and a fault on some ARM cores): unaligned
     arrays are copied, never passed through."""
     x, h0, c0, lengths, want = base
-    ffi = model._ffi
+    ffi = model.artifact.ffi
     seen = []
-    m = model.with_weights(W)
-    real = m._forward
 
-    def spy(*args):
+    def spy(real, *args):
         for a in args:
             if isinstance(a, ffi.CData) and ffi.typeof(a).kind in ("pointer", "array") and a != ffi.NULL:
                 seen.append(int(ffi.cast("uintptr_t", a)) % 4)
         return real(*args)
 
-    m._forward = spy
+    m = with_c_functions(model.with_weights(W), forward=spy)
     same(m(unaligned(x), (unaligned(h0), unaligned(c0)), lengths=unaligned(lengths.astype(np.int32))), want)
     assert len(seen) >= 8 and not any(seen), f"misaligned pointers reached C: {seen}"
 

@@ -210,7 +210,7 @@ def test_neon_kernels_under_qemu(tmp_path, math):
 @pytest.mark.parametrize("reverse", [False, True])
 def test_run_time_windows_match_the_whole_sequence(reverse):
     """A single-layer model on vector kernels with no chunk splits a long, wide input into windows
-    at run time (ir.WINDOW_FLOATS): the same bits as one window over the whole sequence, and the C
+    at run time (schedule.WINDOW_FLOATS): the same bits as one window over the whole sequence, and the C
     sizes the workspace as Program.workspace_floats says."""
     if NATIVE == "portable":
         pytest.skip("run-time windows come with vector kernels")
@@ -220,7 +220,7 @@ def test_run_time_windows_match_the_whole_sequence(reverse):
     program = model.program
     assert program.auto_window and program.window(40, 64) == 16 and program.window(40, 1) == 40
     for T, B in ((40, 64), (1, 1), (7, 3), (10**6, 2**20), (2**31 - 1, 1), (2**31 - 1, 2**31 - 1)):
-        assert model._workspace_floats(T, B) == program.workspace_floats(T, B)
+        assert model.workspace_floats(T, B) == program.workspace_floats(T, B)
     x, hx, lengths = inputs(spec, 40, 64, seed=1)
     whole = lstmgen.compile(spec, weights, chunk=40)  # one window of all 40 steps
     assert whole.program.window(40, 64) == 40

@@ -161,7 +161,7 @@ def test_one_build_any_T_and_B_and_weight_sets():
     w1, w2 = lstmgen.random_weights(spec, seed=1), lstmgen.random_weights(spec, seed=2)
     m1 = lstmgen.compile(spec, w1)
     m2 = m1.with_weights(w2)
-    assert m2._module is m1._module
+    assert m2.artifact.module is m1.artifact.module
     rng = np.random.default_rng(5)
     for T, B in [(1, 1), (17, 1), (3, 9), (40, 2)]:
         x = rng.standard_normal((T, B, 3)).astype(np.float32)

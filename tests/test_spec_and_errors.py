@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import lstmgen
-from lstmgen.ir import MAX_UNROLLED_STEPS
+from lstmgen.schedule import MAX_UNROLLED_STEPS
 
 
 def test_spec_fields_are_type_checked():

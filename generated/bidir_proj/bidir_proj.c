@@ -201,7 +201,7 @@ static int bidir_proj_check_weights(const bidir_proj_weights *w)
 {
     for (int32_t i = 0; i < 4; ++i) {
         const bidir_proj_cell_weights *cw = &w->cell[i];
-        if (cw->w_ih == NULL || cw->w_hh == NULL || cw->w_hr == NULL || cw->bias == NULL) {
+        if (cw->w_ih == NULL || cw->w_hh == NULL || cw->bias == NULL || cw->w_hr == NULL) {
             return 0;
         }
     }

@@ -1,0 +1,67 @@
+"""The C ABI every generated model shares, described once.
+
+Input: nothing (constants). Output: the weight fields of `<p>_cell_weights`, the error codes, the
+entry-point names, and the strict warning flags the generated C is held to. The templates (header,
+cffi cdef, weights file), the runtime (which fields to fill, what a return code means), the embedded
+folder and its self-test all read these; none of them spells a field, a code or a flag again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class WeightField:
+    """One pointer of `<p>_cell_weights`: its C name, its shape in the kernels' layout, and when
+    a model needs it (`always`, or the spec attribute that must be true)."""
+
+    name: str
+    shape: str
+    needed_when: str  # "always" | "bias" | "proj_size" | "peepholes"
+
+    def needed(self, spec: object) -> bool:
+        return self.needed_when == "always" or bool(getattr(spec, self.needed_when))
+
+
+# In struct order: the runtime, the weights file and the embedded pointer table follow it.
+WEIGHT_FIELDS = (
+    WeightField("w_ih", "(I_k, 4H)", "always"),
+    WeightField("w_hh", "(R, 4H)", "always"),
+    WeightField("bias", "(4H)", "bias"),
+    WeightField("w_hr", "(H, P)", "proj_size"),
+    WeightField("w_ph", "(3H)", "peepholes"),
+)
+FIELD_NAMES = tuple(f.name for f in WEIGHT_FIELDS)
+
+# Error codes (name, value, meaning); <P>_<name> in the header, documented there.
+ERRORS = (
+    ("OK", 0, "success"),
+    ("ERR_NULL", -1, "a required pointer is NULL"),
+    ("ERR_SIZE", -2, "T or B < 1, T differs from a fixed SEQ_LEN, or a row index is out of range"),
+    ("ERR_LENGTHS", -3, "some lengths[b] is outside [1, T]"),
+    ("ERR_WORKSPACE", -4, "the workspace is smaller than *_workspace_floats(T, B)"),
+    ("ERR_WEIGHTS", -5, "a weight pointer the model needs is NULL"),
+    ("ERR_OVERFLOW", -6, "T * B is too large to address"),
+)
+ERROR_TEXT = {value: f"{name}: {doc}" for name, value, doc in ERRORS}
+
+# Entry points, as suffixes of <p>_: every model, streaming models, embedded (static-memory) folders.
+CORE_ENTRIES = ("workspace_floats", "forward")
+STREAM_ENTRIES = ("step", "reset", "reset_row")
+STATIC_ENTRIES = ("state_init", "state_reset", "state_reset_row", "state_forward", "state_step")
+
+# What the generated C must compile clean with (gcc and clang); the embedded folder's Makefile and
+# the tests use these.
+WARN_FLAGS = ("-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Wdouble-promotion", "-Wconversion", "-Wvla", "-Werror")
+
+
+def error_text(code: int) -> str:
+    """What a negative return code of a generated function means."""
+    return ERROR_TEXT.get(code, "unknown error")
+
+
+def entry_points(prefix: str, *, stream: bool, static: bool = False) -> tuple[str, ...]:
+    """The public C symbols of one model."""
+    names = CORE_ENTRIES + (STREAM_ENTRIES if stream else ()) + (STATIC_ENTRIES if static else ())
+    return tuple(f"{prefix}_{n}" for n in names)

@@ -1,0 +1,144 @@
+"""The kernel plan is part of the ScheduledProgram and can be overridden: every tile shape of one
+(target, math, ks) computes the same bits; vector width and partial sums change only the order of
+additions (within the reference tolerance). Bad overrides are refused by name."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lstmgen
+from lstmgen import kernels, reference
+from lstmgen.schedule import PLAN_KNOBS, Schedule, build_program
+
+NATIVE = kernels.native_isa()
+needs_x86 = pytest.mark.skipif(NATIVE not in ("avx2", "avx512"), reason="sweeps the x86 kernels this host runs")
+
+
+def _run(model, spec, T=9, B=5, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((T, B, spec.input_size)).astype(np.float32)
+    h0 = rng.standard_normal((spec.num_layers * spec.num_directions, B, spec.output_size)).astype(np.float32)
+    c0 = rng.standard_normal((spec.num_layers * spec.num_directions, B, spec.hidden_size)).astype(np.float32)
+    y, (h, c) = model(x, (h0, c0))
+    steps = None
+    if model.streams:
+        s = model.stream(batch=B)
+        s.state = (h0, c0)
+        steps = np.stack([s.step(x[t]) for t in range(T)])
+    return x, (h0, c0), (y, h, c, steps)
+
+
+def _bits(a):
+    return None if a is None else np.ascontiguousarray(a, np.float32).view(np.uint32)
+
+
+def _same_bits(a, b):
+    for u, v in zip(a, b):
+        assert (u is None) == (v is None)
+        if u is not None:
+            assert np.array_equal(_bits(u), _bits(v))
+
+
+SWEEPS = {
+    # (spec, target, math, overrides to try; none may change a bit)
+    "h64-avx512-approx": (dict(input_size=5, hidden_size=64), "avx512", "approx",
+                          [dict(mr=1), dict(mr=3), dict(mr=7), dict(mrs=1), dict(mrs=4), dict(tiles1=1), dict(tiles1=4),
+                           dict(kc=1), dict(kc=5), dict(mr=2, tiles1=3, kc=3)]),
+    "h48-proj-avx512-libm": (dict(input_size=4, hidden_size=48, proj_size=8), "avx512", "libm",
+                             [dict(mr=5), dict(tiles1=3), dict(tiles1=2, kc=2)]),
+    "h16-avx512-ks2": (dict(input_size=3, hidden_size=16), "avx512", "approx",  # one gate block: ks = 2
+                       [dict(mr=2), dict(mrs=1), dict(mrs=2), dict(kc=4)]),
+    "h32-avx2-approx": (dict(input_size=3, hidden_size=32, num_layers=2), "avx2", "approx",
+                        [dict(mr=1), dict(mr=3), dict(tiles1=4), dict(kc=2)]),
+}
+
+
+@needs_x86
+@pytest.mark.parametrize("name", sorted(SWEEPS))
+def test_tile_shapes_give_identical_bits(name):
+    kw, target, math, overrides = SWEEPS[name]
+    if target == "avx512" and NATIVE != "avx512":
+        pytest.skip("host has no AVX-512")
+    spec = lstmgen.LSTMSpec(**kw)
+    w = lstmgen.random_weights(spec, seed=3)
+    base = lstmgen.compile(spec, w, target=target, math=math)
+    _, _, want = _run(base, spec)
+    default = base.program.plan
+    src = lstmgen.generate_sources(spec, target=target, math=math).files
+    for ov in overrides:
+        assert lstmgen.generate_sources(spec, target=target, math=math, plan=ov).files != src  # a different kernel
+        model = lstmgen.compile(spec, w, target=target, math=math, plan=ov)
+        got_plan = model.program.plan
+        for k, v in ov.items():
+            assert getattr(got_plan, k) == v
+        assert got_plan.ks == default.ks and got_plan.vw == default.vw
+        _, _, got = _run(model, spec)
+        _same_bits(got, want)
+
+
+@needs_x86
+@pytest.mark.parametrize("ov", [dict(ks=1), dict(ks=2), dict(vw=8), dict(vw=4), dict(vw=0)])
+def test_width_and_partial_sums_stay_within_tolerance(ov):
+    spec = lstmgen.LSTMSpec(input_size=4, hidden_size=16)
+    target = "avx512" if NATIVE == "avx512" else "avx2"
+    if target == "avx2" and ov.get("vw") not in (None, 8, 4, 0):
+        pytest.skip("width not offered by avx2")
+    w = lstmgen.random_weights(spec, seed=5)
+    model = lstmgen.compile(spec, w, target=target, math="libm", plan=ov)
+    for k, v in ov.items():
+        assert getattr(model.program.plan, k) == v
+    x, hx, (y, h, c, steps) = _run(model, spec)
+    ry, (rh, rc) = reference.lstm_forward(spec, w, x, hx)
+    assert max(np.abs(y - ry).max(), np.abs(h - rh).max(), np.abs(c - rc).max()) < 1e-5
+    assert np.array_equal(_bits(steps), _bits(y))  # stream and forward agree bit for bit
+
+
+def test_default_plan_is_kernels_plan_and_inspect_shows_it():
+    spec = lstmgen.LSTMSpec(input_size=3, hidden_size=64)
+    sp = build_program(spec, Schedule(target="avx512", math="approx"))
+    assert sp.plan == kernels.plan(spec, "avx512", "approx")
+    assert sp.unit_block == 16
+    text = sp.describe_plan()
+    assert "vw=16" in text and "tile" in text
+    assert "scalar" in build_program(lstmgen.LSTMSpec(input_size=3, hidden_size=7), Schedule(target="avx512")).describe_plan()
+
+
+def test_auto_window_follows_the_plan_not_the_target_name():
+    """H = 7 has no vector width: the scalar kernels run on avx512 too, with one window."""
+    spec = lstmgen.LSTMSpec(input_size=3, hidden_size=7)
+    sp = build_program(spec, Schedule(target="avx512"))
+    assert sp.plan.vw == 0 and not sp.auto_window and sp.window(100_000, 64) == 100_000
+    sp16 = build_program(lstmgen.LSTMSpec(input_size=3, hidden_size=16), Schedule(target="avx512"))
+    assert sp16.auto_window and sp16.window(100_000, 64) < 100_000
+    # forced to the scalar kernels by the plan: no run-time window either
+    assert not build_program(lstmgen.LSTMSpec(input_size=3, hidden_size=16), Schedule(target="avx512"), plan=dict(vw=0)).auto_window
+
+
+@pytest.mark.parametrize("ov, match", [
+    (dict(tile=3), "unknown field"),
+    (dict(mr=0), "mr must be in"),
+    (dict(mr=99), "mr must be in"),
+    (dict(mr=True), "int"),
+    (dict(ks=3), "ks must be in"),
+    (dict(vw=5), "not a vector width"),
+    (dict(vw=32), "not a vector width"),
+    (dict(tiles1=0), "tiles1"),
+    (dict(tiles1=5), "tiles1"),
+    (dict(kc=0), "kc"),
+])
+def test_bad_overrides_are_refused(ov, match):
+    spec = lstmgen.LSTMSpec(input_size=3, hidden_size=64)
+    with pytest.raises(ValueError, match=match):
+        build_program(spec, Schedule(target="avx512"), plan=ov)
+
+
+def test_overrides_need_vector_kernels_and_a_mapping():
+    spec = lstmgen.LSTMSpec(input_size=3, hidden_size=64)
+    with pytest.raises(ValueError, match="vector kernels only"):
+        build_program(spec, Schedule(target="portable"), plan=dict(mr=2))
+    with pytest.raises(ValueError, match="does not divide"):
+        build_program(lstmgen.LSTMSpec(input_size=3, hidden_size=24), Schedule(target="avx512"), plan=dict(vw=16))
+    with pytest.raises(TypeError, match="dict"):
+        build_program(spec, Schedule(target="avx512"), plan=[("mr", 2)])
+    assert set(PLAN_KNOBS) == {"vw", "mr", "mrs", "tiles1", "ks", "kc"}
