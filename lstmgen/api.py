@@ -9,7 +9,11 @@ Output: a callable `Model` (compile) or a folder of standalone C (generate).
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
+import sys
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,9 +22,11 @@ from . import kernels
 from .codegen import Sources, check_prefix, render
 from .importers import from_torch
 from .runtime import Model
-from .schedule import Schedule, ScheduledProgram, build_program
+from .schedule import PLAN_KNOBS, Schedule, ScheduledProgram, build_program
 from .spec import LSTMSpec
 from .weights import pack
+
+_log = logging.getLogger("lstmgen")
 
 __all__ = ["as_spec", "compile", "from_torch", "generate", "generate_sources", "make_schedule", "schedule_for"]
 
@@ -42,7 +48,12 @@ def make_schedule(time_loop: str = "looped", seq_len: int | None = None, chunk: 
                     target=kernels.resolve_target(target), math=kernels.check_math(math))
 
 
-def compile(spec: Any, weights: Mapping[str, Any], *, prefix: str = "lstm", time_loop: str = "looped",
+def _is_torch_module(obj: Any) -> bool:
+    torch = sys.modules.get("torch")  # a torch object exists only once torch is imported
+    return torch is not None and isinstance(obj, torch.nn.Module)
+
+
+def compile(spec: Any, weights: Mapping[str, Any] | None = None, *, prefix: str = "lstm", time_loop: str = "looped",
             seq_len: int | None = None, chunk: int = 0, target: str = "native", math: str = "approx",
             allow_nonfinite: bool = False, plan: Mapping[str, Any] | None = None) -> Model:
     """Lower -> render C -> build with cffi (cached) -> load. Returns a Model callable like nn.LSTM.
@@ -54,7 +65,14 @@ def compile(spec: Any, weights: Mapping[str, Any], *, prefix: str = "lstm", time
     plan: optional overrides of the kernel plan's tile shapes, e.g. {"mr": 4, "tiles1": 2}
     (schedule.PLAN_KNOBS; `lstmgen inspect` shows the default plan). Every tile shape gives the
     same bits; `ks` (partial sums of the recurrence) changes the order of additions.
+    `spec` may also be a torch.nn.LSTM module (weights then come from it: compile(net.lstm)).
     """
+    if _is_torch_module(spec):
+        if weights is not None:
+            raise TypeError("compile(module) takes the weights from the torch module; drop the weights argument")
+        spec, weights = from_torch(spec)
+    elif weights is None:
+        raise TypeError("compile needs weights (a state_dict-named mapping), or a torch.nn.LSTM module in place of the spec")
     spec = as_spec(spec)
     check_prefix(prefix)
     schedule = make_schedule(time_loop, seq_len, chunk, target, math)
@@ -64,8 +82,48 @@ def compile(spec: Any, weights: Mapping[str, Any], *, prefix: str = "lstm", time
     program = build_program(spec, schedule, plan=plan)
     # validate and pack before any build work
     packed = pack(spec, weights, allow_nonfinite=allow_nonfinite, unit_block=program.unit_block)
+    return Model(_artifact(program, prefix, target), packed)
+
+
+def _plan_overrides(program: ScheduledProgram) -> dict[str, int] | None:
+    """The plan as overrides that make_plan turns back into it (None: the default plan)."""
+    plan = program.plan
+    if plan == kernels.plan(program.spec, program.schedule.target, program.schedule.math):
+        return None
+    return {k: getattr(plan, k) for k in PLAN_KNOBS} if plan.vw else {"vw": 0}
+
+
+def _artifact(program: ScheduledProgram, prefix: str, target: str) -> _build.Artifact:
+    """Render and build (or fetch from the cache); logs a cache hit or miss and the compile time."""
+    compiles = _build.stats["compiles"]
+    t0 = time.perf_counter()
     sources = render(program, prefix)
-    return Model(_build.build_artifact(program, sources, target=target), packed)
+    recipe = (rebuild_artifact, (program.spec, program.schedule, _plan_overrides(program), prefix, target))
+    art = _build.build_artifact(program, sources, target=target, recipe=recipe)
+    dt = time.perf_counter() - t0
+    what = f"{prefix} ({program.spec.summary()}; {program.schedule})"
+    if _build.stats["compiles"] != compiles:
+        _log.info("cache miss: compiled %s in %.2f s", what, dt)
+    else:
+        _log.debug("cache hit: %s loaded in %.1f ms", what, dt * 1e3)
+    return art
+
+
+def rebuild_artifact(spec: LSTMSpec, schedule: Schedule, plan: Mapping[str, Any] | None, prefix: str,
+                     target: str) -> _build.Artifact:
+    """The Artifact a pickled Model was built from, made again here (from the cache when it
+    holds it). A model compiled for target='native' on another machine whose ISA this one cannot
+    run is rebuilt for this machine's native ISA (same numbers within float32 tolerance, not
+    bit for bit), with a warning."""
+    if not kernels.host_runs(schedule.target):
+        if target != "native":
+            raise ValueError(f"this Model was compiled for target={target!r}, which this machine cannot run "
+                             f"(its compiler offers {kernels.native_isa()!r})")
+        native = kernels.native_isa()
+        _log.warning("rebuilding a Model compiled for %s on a machine that offers %s: its kernels change "
+                     "(results agree within float32 tolerance, not bit for bit)", schedule.target, native)
+        schedule, plan = dataclasses.replace(schedule, target=native), None
+    return _artifact(build_program(spec, schedule, plan=plan), prefix, target)
 
 
 def generate_sources(spec: Any, weights: Mapping[str, Any] | None = None, *, prefix: str = "lstm",

@@ -284,6 +284,9 @@ class Artifact:
     prefix: str
     module: ModuleType
     target: str = "native"  # the target the library was compiled for (its flags)
+    # How to make this artifact again in another process: (function, args), both picklable
+    # (api.compile sets it; Model pickles by it and rebuilds from the cache on the other side)
+    recipe: tuple[Any, tuple[Any, ...]] | None = None
 
     @property
     def ffi(self) -> Any:
@@ -298,6 +301,7 @@ class Artifact:
         return getattr(self.module.lib, f"{self.prefix}_{name}", None)
 
 
-def build_artifact(program: ScheduledProgram, sources: Sources, *, target: str = "native") -> Artifact:
+def build_artifact(program: ScheduledProgram, sources: Sources, *, target: str = "native",
+                   recipe: tuple[Any, tuple[Any, ...]] | None = None) -> Artifact:
     """Sources (rendered from `program`) -> a loaded Artifact (compiled, or from the cache)."""
-    return Artifact(program, sources.prefix, build(sources, target=target), target)
+    return Artifact(program, sources.prefix, build(sources, target=target), target, recipe)

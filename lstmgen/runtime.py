@@ -22,7 +22,7 @@ import numpy as np
 from .abi import FIELD_NAMES, error_text
 from .build import Artifact
 from .schedule import Schedule, ScheduledProgram
-from .spec import LSTMSpec
+from .spec import DEFAULT_ACTIVATIONS, LSTMSpec
 from .weights import PackedCell, as_numpy, pack
 
 _INT32_MAX = 2**31 - 1
@@ -123,6 +123,46 @@ class Model:
                     buf = self._ffi.from_buffer("float[]", arr)
                     self._keep.append(buf)
                     setattr(cw, field, buf)
+
+    # ---- pickling, copying, repr ---------------------------------------------------------------
+
+    def __reduce__(self):
+        """Pickled as its recipe (spec, schedule, plan, prefix, target) and its packed weights; the
+        other process rebuilds the library from the cache, compiling only if it lacks it."""
+        if self.artifact.recipe is None:
+            raise TypeError("this Model was made from an Artifact without a recipe (not by lstmgen.compile), "
+                            "so another process could not rebuild it")
+        return (_model_from_recipe, (self.artifact.recipe, self._packed))
+
+    def __repr__(self) -> str:
+        spec, sched, plan = self.spec, self.schedule, self.program.plan
+        args = [str(spec.input_size), str(spec.hidden_size)]
+        if spec.num_layers != 1:
+            args.append(f"num_layers={spec.num_layers}")
+        if not spec.bias:
+            args.append("bias=False")
+        if spec.batch_first:
+            args.append("batch_first=True")
+        if spec.bidirectional:
+            args.append("bidirectional=True")
+        if spec.proj_size:
+            args.append(f"proj_size={spec.proj_size}")
+        extras = [name for name in ("peepholes", "input_forget", "reverse") if getattr(spec, name)]
+        if spec.clip is not None:
+            extras.append(f"clip={spec.clip:g}")
+        if any(spec.direction_activations(d) != DEFAULT_ACTIVATIONS for d in range(spec.num_directions)):
+            extras.append("activations=" + ",".join(str(a) for a in spec.activations))
+        args += [e if "=" in e else f"{e}=True" for e in extras]
+        run = f"{sched.time_loop}" + (f", seq_len={sched.seq_len}" if sched.seq_len else "") + (f", chunk={sched.chunk}" if sched.chunk else "")
+        kern = f"{plan.isa}" + (f" vw={plan.vw}" if plan.vw else " scalar")
+        return f"lstmgen.Model(LSTM({', '.join(args)}), schedule={run}, target={kern}, math={plan.math}, prefix={self.prefix!r})"
+
+    def as_torch(self) -> Any:
+        """This model as a torch.nn.Module with torch.nn.LSTM's forward signature (needs torch):
+        `net.lstm = lstmgen.compile(net.lstm).as_torch()`. Inference only."""
+        from .torch_module import LSTMModule  # torch is imported only here
+
+        return LSTMModule(self)
 
     def with_weights(self, weights: Mapping[str, Any], *, allow_nonfinite: bool = False) -> "Model":
         """The same compiled code with another weight set (no rebuild)."""
@@ -297,6 +337,17 @@ class Model:
         return Stream(self, batch)
 
 
+def _model_from_recipe(recipe: tuple[Any, tuple[Any, ...]], packed: Sequence[PackedCell]) -> Model:
+    fn, args = recipe
+    return Model(fn(*args), packed)
+
+
+def _stream_from_state(model: Model, batch: int, h: np.ndarray, c: np.ndarray) -> "Stream":
+    s = model.stream(batch)
+    s.state = (h, c)
+    return s
+
+
 class Stream:
     """State for `batch` independent rows; `step(x_t) -> y_t`.
 
@@ -326,6 +377,14 @@ class Stream:
         self._fb = ffi.from_buffer
         self._fn = model._step
         self._lock = threading.Lock()
+
+    def __reduce__(self):
+        """Pickled (and deep-copied) as its model, batch and current state."""
+        h, c = self.state
+        return (_stream_from_state, (self.model, self.batch, h, c))
+
+    def __repr__(self) -> str:
+        return f"lstmgen.Stream(batch={self.batch}, input_size={self.model.spec.input_size}, output_size={self.model.spec.output_size}, model={self.model!r})"
 
     def step(self, x_t: Any) -> np.ndarray:
         """One time step: x_t (B, I) -> y_t (B, R). For batch=1 an (I,) input gives an (R,) output."""
