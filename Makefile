@@ -3,6 +3,7 @@ PY ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+EXTRAS := $(VENV)/.extras
 
 .PHONY: venv demo test generate lint bench limits sanitize fuzz clean
 
@@ -18,8 +19,15 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/lstmgen demo --out demo_out
 
+# The optional Python extras the suite exercises (torch's CPU wheel, onnx, onnxruntime, dask):
+# installed into the venv once, so `make test` runs every test a fresh machine can run.
+$(EXTRAS): $(STAMP)
+	$(VPY) -m pip install -q -e ".[test,extras]"
+	touch $(EXTRAS)
+
 # The whole suite (goldens, parity, schedules, standalone C, packaging). CI runs exactly this.
-test: $(STAMP)
+# It ends with one line naming what was skipped and why (system tools such as cross compilers).
+test: $(EXTRAS)
 	$(VPY) -m pytest -q
 
 # Hostile input and faults, the long way (make test runs a bounded part of each): the generated C

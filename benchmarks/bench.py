@@ -348,6 +348,43 @@ def measure_config(cfg: Config, peers: tuple[str, ...], quick: bool, workdir: st
     return result
 
 
+def measure_swap(quick: bool, seconds: float | None, log) -> dict | None:
+    """A torch model (LSTM(40, 64, 2 layers) + Linear(64, 12) on every step, B = 1, T = 100) before
+    and after `net.lstm = lstmgen.compile(net.lstm).as_torch()`, 1 thread, interleaved rounds."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = torch.nn.LSTM(40, 64, num_layers=2, batch_first=True)
+            self.fc = torch.nn.Linear(64, 12)
+
+        def forward(self, x):
+            return self.fc(self.lstm(x)[0])
+
+    before = Net().eval()
+    after = Net().eval()
+    after.load_state_dict(before.state_dict())
+    after.lstm = lstmgen.compile(after.lstm).as_torch()
+    x = torch.randn(1, 100, 40)
+    with torch.inference_mode():
+        diff = float((before(x) - after(x)).abs().max())
+        per = seconds or (0.3 if quick else 3.0)
+        times: dict[str, list[float]] = {"torch": [], "swapped": []}
+        for _ in range(3 if quick else 10):
+            for name, net in (("torch", before), ("swapped", after)):
+                n = max(5, int(per / 10 / max(1e-6, timed_calls(lambda net=net: net(x), 1)[0] * 1e-9)))
+                times[name] += timed_calls(lambda net=net: net(x), n)
+    ms = {k: float(np.median(v)) / 1e6 for k, v in times.items()}
+    log(f"swap: torch {ms['torch']:.3g} ms, after the swap {ms['swapped']:.3g} ms (max abs diff {diff:.2g})")
+    return dict(model="LSTM(40, 64, num_layers=2, batch_first=True) + Linear(64, 12), B=1, T=100", ms=ms, max_abs_diff=diff)
+
+
 def measure_peak(workdir: str) -> dict:
     exe = os.path.join(workdir, "peak")
     subprocess.run([os.environ.get("CC", "cc"), "-O2", "-march=native", os.path.join(HERE, "peak.c"), "-o", exe], check=True)
@@ -426,6 +463,8 @@ def main(argv: list[str] | None = None) -> int:
                     "bench_out/results-quick.json with --quick)")
     ap.add_argument("--cpu", type=int, default=None, help="pin this process, the C harness and the peak probe to this "
                     "CPU (default: the last one allowed; -1: no pinning)")
+    ap.add_argument("--no-swap", dest="swap", action="store_false",
+                    help="skip the drop-in row (a torch LSTM + Linear model before and after model.as_torch())")
     args = ap.parse_args(argv)
     cpu = pin_cpu(args.cpu)
     names = args.configs.split(",")
@@ -447,9 +486,14 @@ def main(argv: list[str] | None = None) -> int:
         log(f"peak: {peak['gflops']:.1f} GFLOP/s ({peak['isa']})")
         results = [measure_config(c, peers, args.quick, workdir, log, args.rounds, args.seconds)
                    for c in CONFIGS if c.name in names]
+        swap = measure_swap(args.quick, args.seconds, log) if args.swap else None
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     text = tables(results, peak["gflops"])
+    if swap is not None:
+        t, a = swap["ms"]["torch"], swap["ms"]["swapped"]
+        text += ("\n\n| drop-in swap (1 thread) | torch ms | after `net.lstm = lstmgen.compile(net.lstm).as_torch()` ms | "
+                 f"speedup |\n|---|---:|---:|---:|\n| {swap['model']} | {t:.3g} | {a:.3g} | {t / a:.1f}x |")
     print(text)
     info = dict(machine=platform.processor() or platform.machine(), cpu=_cpu_name(), python=platform.python_version(),
                 numpy=np.__version__, lstmgen=lstmgen.__version__, isa=lstmgen.kernels.native_isa(),
@@ -462,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
             pass
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w", encoding="utf-8") as fh:
-        json.dump(dict(info=info, results=results, table=text), fh, indent=1)
+        json.dump(dict(info=info, results=results, swap=swap, table=text), fh, indent=1)
         fh.write("\n")
     log(f"wrote {out} ({info['seconds']} s)")
     return 0

@@ -7,6 +7,7 @@ Input: argv. Output: files written / text printed; exit status 0 on success, 2 o
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -39,6 +40,9 @@ def _schedule_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk", type=int, default=0, help="time-chunked schedule with K-step windows (unidirectional only; 0 = whole sequence)")
 
 
+_log = logging.getLogger("lstmgen")
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     spec, weights = _spec_and_weights(args)
     if args.embedded:
@@ -48,6 +52,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             raise ValueError("--embedded needs --weights: they are compiled into <prefix>_weights.c")
         if args.target != "portable":
             raise ValueError("--embedded writes portable C99 for any core; leave out --target")
+        _log.info("writing the embedded folder %s (the self-test's goldens come from the numpy reference)", args.out)
         paths = generate_embedded(spec, weights, args.out, prefix=args.prefix, max_batch=args.max_batch,
                                   seq_len=args.seq_len, chunk=args.chunk or None, time_loop=args.time_loop,
                                   math=args.math, selftest=not args.no_selftest, tolerance=args.tolerance,
@@ -70,6 +75,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     spec, weights = _spec_and_weights(args)
     cpus = tuple(args.cpu) if args.cpu else tuple(CPU_FLAGS)
+    if not args.no_measure:
+        _log.info("cross-compiling for %s and measuring code size and stack", ", ".join(cpus))
     print(report(spec, weights, prefix=args.prefix, max_batch=args.max_batch, seq_len=args.seq_len,
                  chunk=args.chunk or None, time_loop=args.time_loop, math=args.math, cpus=cpus,
                  measure_code=not args.no_measure))
@@ -141,7 +148,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.seconds <= 0:
         raise ValueError(f"--seconds must be > 0, got {args.seconds}")
     weights = weights if weights is not None else random_weights(spec, seed=0)
+    _log.info("compiling %s (target=%s, math=%s)", spec.summary(), args.target, args.math)
     model = compile(spec, weights, target=args.target, math=args.math)
+    _log.info("timing for about %g s per peer", args.seconds)
     x = np.random.default_rng(0).standard_normal((B, T, spec.input_size) if spec.batch_first else (T, B, spec.input_size))
     x = x.astype(np.float32)
     flops = 2.0 * spec.macs_per_step() * T * B
@@ -194,6 +203,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("standalone C written to:")
     for p in paths:
         print(f"  {p}")
+    _log.info("compiling the example with cffi")
     model = compile(spec, weights, prefix="demo")
     rng = np.random.default_rng(0)
     x = rng.standard_normal((50, 3, 40)).astype(np.float32)
@@ -211,7 +221,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lstmgen", description="Compile torch.nn.LSTM-shaped models to standalone C.")
     parser.add_argument("--version", action="version", version=f"lstmgen {__version__}")
+    quiet = argparse.ArgumentParser(add_help=False)
+    quiet.add_argument("-q", "--quiet", action="store_true", help="no progress messages on stderr (errors only)")
     sub = parser.add_subparsers(dest="cmd", required=True)
+    _add_parser = sub.add_parser
+    sub.add_parser = lambda *a, **kw: _add_parser(*a, parents=[quiet], **kw)  # type: ignore[method-assign]
 
     g = sub.add_parser("generate", help="write standalone C for a spec (with its weights embedded if given)")
     g.add_argument("spec", help="spec file (.json or .toml), or an ONNX model (.onnx, weights included)")
@@ -271,6 +285,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     d.set_defaults(fn=cmd_demo)
 
     args = parser.parse_args(argv)
+    # progress (compiling, cross-compiling, measuring; cache misses with the compiler's time) goes
+    # to stderr through the "lstmgen" logger unless -q; stdout keeps only the results
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("lstmgen: %(message)s"))
+    previous = _log.level
+    if not args.quiet:
+        _log.addHandler(handler)
+        _log.setLevel(logging.INFO)
+    try:
+        return _run(args)
+    finally:
+        _log.removeHandler(handler)
+        _log.setLevel(previous)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.fn(args))
     except (ValueError, TypeError, OSError, ImportError) as exc:

@@ -38,6 +38,22 @@ def need_tool(name: str) -> str:
     return path
 
 
+def pytest_terminal_summary(terminalreporter):
+    """One line at the end: how many tests were skipped, grouped by why."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped:
+        terminalreporter.write_line("skipped: none")
+        return
+    reasons: dict[str, int] = {}
+    for rep in skipped:
+        longrepr = rep.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    text = "; ".join(f"{why} ({n})" for why, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+    terminalreporter.write_line(f"skipped {len(skipped)}: {text}")
+
+
 def with_c_functions(model, **wrappers):
     """The same model over its public Artifact, with some C entry points (`forward`, `step`,
     `workspace_floats`) replaced by wrappers that get the real function first: fault injection

@@ -27,6 +27,8 @@ def test_bench_quick_plumbing(tmp_path):
     assert all(v > 0 for v in [*r["forward_ms"].values(), *r["step_us"].values()])
     assert max(r["max_abs_diff_vs_lstmgen"].values()) < 1e-4  # the peers compute the same LSTM
     assert "| tiny_stream | lstmgen C |" in res.stdout and "stream.step (py)" in res.stdout
+    if data["swap"] is not None:  # torch installed: the drop-in row computes the same outputs
+        assert data["swap"]["max_abs_diff"] < 1e-5 and "drop-in swap" in res.stdout
 
 
 def test_limits_probe_plumbing():

@@ -69,3 +69,26 @@ def test_bench_times_the_model_next_to_torch(tmp_path, capsys):
     assert "ONNX cell extras" in out and "| torch.nn.LSTM" not in out and "stream.step" not in out
     assert main(["bench", str(spec), "--steps", "0"]) == 2
     assert "--steps" in capsys.readouterr().err
+
+
+def test_progress_on_stderr_and_quiet(capsys):
+    small = os.path.join(ROOT, "examples", "bidir_proj.json")
+    assert main(["bench", KWS, "--steps", "3", "--seconds", "0.05"]) == 0
+    err = capsys.readouterr().err
+    assert "lstmgen: compiling I=40 H=64" in err and "timing" in err
+    assert main(["bench", KWS, "--steps", "3", "--seconds", "0.05", "-q"]) == 0
+    assert capsys.readouterr().err == ""
+    assert main(["inspect", small, "--target", "portable"]) == 0
+    out = capsys.readouterr().out
+    assert "kernels: portable scalar" in out
+
+
+def test_weights_loader_is_the_librarys(tmp_path, capsys):
+    """--weights reads with importers.load_weights: a Lightning-style {"state_dict": ...} checkpoint works."""
+    import numpy as np
+    torch = __import__("conftest").need_module("torch")
+    w = dict(np.load(os.path.join(ROOT, "examples", "kws.npz")))
+    path = tmp_path / "ckpt.pt"
+    torch.save({"state_dict": {k: torch.from_numpy(v) for k, v in w.items()}, "epoch": 3}, path)
+    assert main(["generate", KWS, "--weights", str(path), "--out", str(tmp_path / "c"), "--prefix", "kws", "-q"]) == 0
+    assert (tmp_path / "c" / "kws_weights.c").exists()

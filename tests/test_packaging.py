@@ -18,6 +18,8 @@ def test_pip_install_then_generate(tmp_path):
     r = subprocess.run([str(py), "-m", "pip", "install", "-q", ROOT],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+    # a fresh install is quiet: no setuptools warnings about the license table or package data
+    assert "BuildBackendWarning" not in r.stderr and "SetuptoolsDeprecationWarning" not in r.stderr, r.stderr
     out = tmp_path / "out"
     r = subprocess.run([str(venv / "bin" / "lstmgen"), "generate", os.path.join(ROOT, "examples", "kws.json"), "--out", str(out), "--prefix", "kws"],
                        capture_output=True, text=True, cwd=tmp_path)
