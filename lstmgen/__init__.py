@@ -8,7 +8,7 @@ from .build import BuildError  # noqa: E402
 from .embedded import embedded_sources, generate_embedded  # noqa: E402
 from .importers import from_keras_weights  # noqa: E402
 from .ir import Schedule, build_program  # noqa: E402
-from .onnx_import import from_onnx, import_onnx, to_onnx  # noqa: E402
+from .onnx import from_onnx, import_onnx, to_onnx  # noqa: E402
 from .runtime import Model, Stream  # noqa: E402
 from .spec import Activation, LSTMSpec  # noqa: E402
 from .weights import random_weights  # noqa: E402

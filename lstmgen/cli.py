@@ -41,7 +41,7 @@ def load_weights(path: str) -> dict[str, Any]:
 
 def _spec_and_weights(args: argparse.Namespace) -> tuple[LSTMSpec, dict[str, Any] | None]:
     if str(args.spec).endswith(".onnx"):  # an ONNX model carries its spec and its weights
-        from .onnx_import import from_onnx
+        from .onnx import from_onnx
 
         if getattr(args, "weights", None):
             raise ValueError(f"{args.spec}: an .onnx model carries its own weights; drop --weights")
@@ -96,7 +96,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     if str(args.spec).endswith(".onnx"):
-        from .onnx_import import import_onnx
+        from .onnx import import_onnx
 
         imported = import_onnx(args.spec)
         spec = imported.spec
