@@ -2,8 +2,9 @@
 
 Input: an `onnx.ModelProto`, bytes of one, or a path to a .onnx file.
 Output: `import_onnx` gives an `OnnxImport` (bindings.py); `from_onnx` gives (spec, weights).
-The driver checks the opset, gives initializers and graph inputs their abstract values, visits the
-nodes in order (glue ops: fold.py, LSTM nodes: lstm_node.py) and binds the outputs (bindings.py).
+The driver checks the opset, refuses the first op it cannot read, gives initializers and graph
+inputs their abstract values, visits the nodes in order (glue ops: fold.py, LSTM nodes:
+lstm_node.py) and binds the outputs (bindings.py).
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ class _Importer(GlueOps, LstmNode, Bindings):
             self.fail(f"opset {opset} is not supported (LSTM import covers opset {OPSET_MIN}..{OPSET_MAX})")
         self.opset = opset
         g = self.graph
+        for i, node in enumerate(g.node):  # the first op lstmgen cannot read, before any graph input
+            self.where = self.node_where(i, node)
+            self.check_op(node)
+        self.where = "graph"
         for init in g.initializer:
             self.values[init.name] = Const(self.numpy_helper.to_array(init))
         for vi in g.input:
@@ -62,22 +67,26 @@ class _Importer(GlueOps, LstmNode, Bindings):
                 continue  # an initializer listed as an input (old IR): a constant
             self.values[vi.name] = self.graph_input(vi)
         for i, node in enumerate(g.node):
-            self.where = f"node #{i} {node.op_type}" + (f" {node.name!r}" if node.name else "")
+            self.where = self.node_where(i, node)
             self.visit(node)
         self.where = "graph"
         return self.finish()
 
-    def visit(self, node: Any) -> None:
-        op = node.op_type
+    @staticmethod
+    def node_where(i: int, node: Any) -> str:
+        return f"node #{i} {node.op_type}" + (f" {node.name!r}" if node.name else "")
+
+    def check_op(self, node: Any) -> None:
         if node.domain not in ("", "ai.onnx"):
             self.fail(f"op domain {node.domain!r} is not supported (only ONNX LSTM and its glue are)")
-        if op == "LSTM":
-            allowed = _LSTM_ATTRS
-        elif op in _GLUE_ATTRS:
-            allowed = _GLUE_ATTRS[op]
-        else:
-            self.fail(f"op {op} is not supported: lstmgen imports LSTM nodes and the glue exporters put "
+        if node.op_type != "LSTM" and node.op_type not in _GLUE_ATTRS:
+            self.fail(f"op {node.op_type} is not supported: lstmgen imports LSTM nodes and the glue exporters put "
                       f"around them ({', '.join(sorted(_GLUE_ATTRS))})")
+
+    def visit(self, node: Any) -> None:
+        op = node.op_type
+        self.check_op(node)
+        allowed = _LSTM_ATTRS if op == "LSTM" else _GLUE_ATTRS[op]
         for a in node.attribute:
             if a.name not in allowed:
                 self.fail(f"attribute {a.name!r} is not supported")
