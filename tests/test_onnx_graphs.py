@@ -9,6 +9,10 @@ shipped outputs, onnxruntime or torch within ATOL, and refusals must name what i
 
 from __future__ import annotations
 
+import glob
+import os
+import warnings
+
 import numpy as np
 import pytest
 from conftest import need_module
@@ -48,6 +52,107 @@ def assert_close(got, want, what):
     assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
     err = float(np.abs(got - want).max()) if want.size else 0.0
     assert err < ATOL, f"{what}: max abs error {err:.3g}"
+
+
+# ---- ONNX's own backend node tests --------------------------------------------------------
+
+NODE_TESTS = ["test_lstm_defaults", "test_lstm_with_initial_bias", "test_lstm_with_peepholes",
+              "test_lstm_batchwise", "test_lstm_reverse", "test_lstm_bidirectional"]
+
+
+@pytest.fixture(scope="module")
+def node_test_dirs(tmp_path_factory):
+    """name -> folder of ONNX's backend node test, as the onnx package ships it (data/node/...).
+
+    Wheels that leave the data out still carry the cases that generate it (onnx.backend.test.case);
+    then the folders are written here the way `backend-test-tools generate-data` writes them.
+    """
+    onnx = need_module("onnx")
+    shipped = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "node")
+    found = {os.path.basename(d): d for d in glob.glob(os.path.join(shipped, "test_lstm_*"))}
+    if found:
+        return found
+    from onnx import numpy_helper
+
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        from onnx.backend.test.case import node as node_cases
+
+        try:
+            import onnx.backend.test.case.node.lstm  # noqa: F401 - its exports register the LSTM cases
+
+            cases = list(node_cases._NodeTestCases)
+        except AttributeError:  # pragma: no cover - another onnx layout
+            cases = node_cases.collect_testcases("LSTM")
+    root = tmp_path_factory.mktemp("onnx_node")
+    for case in cases:
+        if not case.name.startswith("test_lstm"):
+            continue
+        folder = root / case.name
+        (folder / "test_data_set_0").mkdir(parents=True)
+        (folder / "model.onnx").write_bytes(case.model.SerializeToString())
+        inputs, outputs = case.data_sets[0]
+        for kind, arrays, infos in (("input", inputs, case.model.graph.input), ("output", outputs, case.model.graph.output)):
+            for j, (arr, vi) in enumerate(zip(arrays, infos)):
+                (folder / "test_data_set_0" / f"{kind}_{j}.pb").write_bytes(
+                    numpy_helper.from_array(np.asarray(arr), vi.name).SerializeToString())
+        found[case.name] = str(folder)
+    return found
+
+
+def read_pb(path):
+    from onnx import TensorProto, numpy_helper
+
+    t = TensorProto()
+    with open(path, "rb") as f:
+        t.ParseFromString(f.read())
+    return numpy_helper.to_array(t)
+
+
+def test_node_tests_are_all_covered(node_test_dirs):
+    assert sorted(node_test_dirs) == sorted(NODE_TESTS)
+
+
+@pytest.mark.parametrize("name", NODE_TESTS)
+def test_onnx_backend_node_test(node_test_dirs, name):
+    """The compiled C, with W, R, B, P bound by constants=, gives the shipped outputs."""
+    import onnx
+
+    folder = node_test_dirs[name]
+    model = onnx.load(os.path.join(folder, "model.onnx"))
+    data = os.path.join(folder, "test_data_set_0")
+    ins = {vi.name: read_pb(os.path.join(data, f"input_{j}.pb")) for j, vi in enumerate(model.graph.input)}
+    outs = {vi.name: read_pb(os.path.join(data, f"output_{j}.pb")) for j, vi in enumerate(model.graph.output)}
+    lstm = model.graph.node[0]
+    weights = {lstm.input[k] for k in (1, 2, 3, 7) if k < len(lstm.input) and lstm.input[k]}
+    with pytest.raises(ValueError, match=r"input W must be a constant .* constants=\{'W': array\}"):
+        lstmgen.import_onnx(model)
+    imp = lstmgen.import_onnx(model, constants={n: ins[n] for n in weights})
+    feeds = {n: a for n, a in ins.items() if n not in weights}  # X, and sequence_lens, initial_h/c if given
+    got = run_import(imp, feeds)
+    assert sorted(got) == sorted(outs)
+    for n, want in outs.items():
+        assert_close(got[n], want, f"{name}: {n}")
+
+
+def test_constants_checks_names_and_values(node_test_dirs):
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(os.path.join(node_test_dirs["test_lstm_defaults"], "model.onnx"))
+    W = np.full((1, 12, 2), 0.1, np.float32)
+    R = np.full((1, 12, 3), 0.1, np.float32)
+    with pytest.raises(ValueError, match=r"constants= names 'Wx', 'Q', which are not graph inputs"):
+        lstmgen.from_onnx(model, constants={"Wx": W, "R": R, "Q": 1.0})
+    with pytest.raises(TypeError, match=r"constants\['W'\] must be a numeric array"):
+        lstmgen.from_onnx(model, constants={"W": "weights", "R": R})
+    with pytest.raises(TypeError, match="constants= must be a dict"):
+        lstmgen.from_onnx(model, constants=[W, R])
+    with pytest.raises(ValueError, match=r"input W expects input_size 3, but the graph input has 2"):
+        lstmgen.from_onnx(model, constants={"W": R, "R": R})
+    spec, w = lstmgen.from_onnx(model, constants={"W": numpy_helper.from_array(W), "R": R})  # TensorProto too
+    assert (spec.input_size, spec.hidden_size, spec.bias) == (2, 3, False)
+    np.testing.assert_array_equal(w["weight_ih_l0"], np.full((12, 2), 0.1, np.float32))
 
 
 # ---- refusals name the first op lstmgen cannot read ---------------------------------------

@@ -1,9 +1,10 @@
 """The ONNX import driver.
 
-Input: an `onnx.ModelProto`, bytes of one, or a path to a .onnx file.
+Input: an `onnx.ModelProto`, bytes of one, or a path to a .onnx file, plus optional
+`constants=` (graph inputs bound to arrays, e.g. weights given as inputs).
 Output: `import_onnx` gives an `OnnxImport` (bindings.py); `from_onnx` gives (spec, weights).
-The driver checks the opset, refuses the first op it cannot read, gives initializers and graph
-inputs their abstract values, visits the nodes in order (glue ops: fold.py, LSTM nodes:
+The driver checks the opset, refuses the first op it cannot read, gives initializers, constants
+and graph inputs their abstract values, visits the nodes in order (glue ops: fold.py, LSTM nodes:
 lstm_node.py) and binds the outputs (bindings.py).
 """
 
@@ -23,7 +24,7 @@ from .values import Const, Label
 
 
 class _Importer(GlueOps, LstmNode, Bindings):
-    def __init__(self, model: Any):
+    def __init__(self, model: Any, constants: dict[str, np.ndarray] | None = None):
         import onnx
         from onnx import numpy_helper
 
@@ -43,6 +44,7 @@ class _Importer(GlueOps, LstmNode, Bindings):
         self.roles: dict[str, str] = {}  # graph input name -> x | h | c | lengths
         self.lens_name: str | None = None
         self.where = "graph"
+        self.constants = constants or {}
 
     # -- entry ---------------------------------------------------------------------------------
     def run(self) -> OnnxImport:
@@ -62,9 +64,11 @@ class _Importer(GlueOps, LstmNode, Bindings):
         self.where = "graph"
         for init in g.initializer:
             self.values[init.name] = Const(self.numpy_helper.to_array(init))
+        for name, value in self.constants.items():
+            self.values[name] = Const(value)
         for vi in g.input:
             if vi.name in self.values:
-                continue  # an initializer listed as an input (old IR): a constant
+                continue  # an initializer listed as an input (old IR), or bound by constants=: a constant
             self.values[vi.name] = self.graph_input(vi)
         for i, node in enumerate(g.node):
             self.where = self.node_where(i, node)
@@ -130,12 +134,41 @@ def _load(model: Any) -> Any:
     raise TypeError(f"expected an onnx.ModelProto, bytes or a path to a .onnx file, got {type(model).__name__}")
 
 
-def import_onnx(model: Any) -> OnnxImport:
-    """Import an ONNX LSTM graph: spec, weights and the graph's relation to Model (see OnnxImport)."""
+def _constants(constants: Any) -> dict[str, np.ndarray]:
+    """constants= as {name: array}; the names are checked against the graph by the importer."""
+    if constants is None:
+        return {}
+    if not isinstance(constants, dict):
+        raise TypeError(f"constants= must be a dict of graph input name -> array, got {type(constants).__name__}")
+    from onnx import TensorProto, numpy_helper
+
+    out = {}
+    for name, value in constants.items():
+        if not isinstance(name, str):
+            raise TypeError(f"constants= keys must be graph input names (str), got {name!r}")
+        arr = numpy_helper.to_array(value) if isinstance(value, TensorProto) else np.asarray(value)
+        if arr.dtype.kind not in "fiub":
+            raise TypeError(f"constants[{name!r}] must be a numeric array, got dtype {arr.dtype}")
+        out[name] = arr
+    return out
+
+
+def import_onnx(model: Any, *, constants: dict[str, Any] | None = None) -> OnnxImport:
+    """Import an ONNX LSTM graph: spec, weights and the graph's relation to Model (see OnnxImport).
+
+    constants: {graph input name: array} binds graph inputs to values, e.g. W, R, B and P given as
+    inputs (as in ONNX's own backend tests); lstmgen embeds weights, so they must be constant.
+    """
     loaded = _load(model)
+    bound = _constants(constants)
     importer = None
     try:
-        importer = _Importer(loaded)
+        declared = {vi.name for vi in loaded.graph.input}
+        unknown = [n for n in bound if n not in declared]
+        if unknown:
+            raise ValueError(f"constants= names {', '.join(map(repr, unknown))}, which are not graph inputs "
+                             f"(graph inputs: {', '.join(repr(vi.name) for vi in loaded.graph.input) or 'none'})")
+        importer = _Importer(loaded, bound)
         return importer.run()
     except (ValueError, TypeError):
         raise
@@ -144,13 +177,13 @@ def import_onnx(model: Any) -> OnnxImport:
         raise ValueError(f"malformed ONNX model at {where}: {type(exc).__name__}: {exc}") from exc
 
 
-def from_onnx(model: Any) -> tuple[LSTMSpec, dict[str, np.ndarray]]:
-    """(spec, weights) from an ONNX model (ModelProto or path) of one or more LSTM nodes.
+def from_onnx(model: Any, *, constants: dict[str, Any] | None = None) -> tuple[LSTMSpec, dict[str, np.ndarray]]:
+    """(spec, weights) from an ONNX model (ModelProto, bytes or path) of one or more LSTM nodes.
 
     For a graph exported by torch.onnx.export, compile(spec, weights) computes the graph's own
     outputs. For a bare LSTM node (layout 0) Y (T, D, B, H) is out.reshape(T, B, D, H)
     .transpose(0, 2, 1, 3) and Y_h / Y_c are h_n / c_n; `import_onnx(...).graph_outputs` does
-    this mapping for any accepted graph.
+    this mapping for any accepted graph. The keyword arguments are import_onnx's.
     """
-    imp = import_onnx(model)
+    imp = import_onnx(model, constants=constants)
     return imp.spec, imp.weights

@@ -34,9 +34,10 @@ class LstmNode(ValueScope):
         layout = self.attr(node, "layout", 0)
         if layout not in (0, 1):
             self.fail(f"attribute 'layout' must be 0 or 1, got {layout}")
-        for name, v in (("W", W), ("R", R), ("B", Bv), ("P", P)):
+        for name, pos, v in (("W", 1, W), ("R", 2, R), ("B", 3, Bv), ("P", 7, P)):
             if v is not None and not isinstance(v, Const):
-                self.fail(f"input {name} must be a constant (an initializer or Constant); lstmgen embeds the weights")
+                self.fail(f"input {name} must be a constant (an initializer or Constant); lstmgen embeds the weights "
+                          f"(a graph input is bound by import_onnx(..., constants={{{node.input[pos]!r}: array}}))")
         if W is None or R is None:
             self.fail("inputs W and R are required")
         Wa, Ra = W.value, R.value
