@@ -10,6 +10,8 @@ shipped outputs, onnxruntime or torch within ATOL, and refusals must name what i
 from __future__ import annotations
 
 import glob
+import io
+import logging
 import os
 import warnings
 
@@ -155,7 +157,7 @@ def test_constants_checks_names_and_values(node_test_dirs):
     np.testing.assert_array_equal(w["weight_ih_l0"], np.full((12, 2), 0.1, np.float32))
 
 
-# ---- refusals name the first op lstmgen cannot read ---------------------------------------
+# ---- refusals name the first op lstmgen cannot read; cuts ----------------------------------
 
 
 def conv_lstm_model(with_if=False):
@@ -192,3 +194,79 @@ def test_refusal_names_the_first_unsupported_op():
     model.graph.node[0].input.pop()
     with pytest.raises(ValueError, match=r"^node #4 If 'pick': op If is not supported"):
         lstmgen.from_onnx(model)
+
+
+def test_cut_at_an_intermediate_tensor_matches_onnxruntime(ort):
+    from onnx import TensorProto, helper
+
+    model = conv_lstm_model(with_if=True)
+    imp = lstmgen.import_onnx(model, inputs=["seq"], outputs=["Y_h", "Y"])  # seq: Conv's output as (T, B, I)
+    assert imp.x == "seq" and sorted(imp.outputs) == ["Y", "Y_h"]
+    full = conv_lstm_model(with_if=True)
+    full.graph.output.extend([helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("seq", "Y", "Y_h")])
+    x = np.random.default_rng(1).standard_normal((B, I, T)).astype(np.float32)
+    want = run_ort(ort, full, {"x": x, "sr": np.array(1, np.int64)})
+    got = run_import(imp, {"seq": want["seq"]})
+    for n in ("Y", "Y_h"):
+        assert_close(got[n], want[n], f"cut: {n}")
+    # the cut's outputs only: the graph inputs they need (x, through the Conv) are reached, the Conv refused
+    with pytest.raises(ValueError, match=r"node #0 Conv 'conv': op Conv"):
+        lstmgen.from_onnx(model, outputs=["Y_h"])
+
+
+def test_cut_refuses_bad_names():
+    need_module("onnx")
+    model = conv_lstm_model(with_if=True)
+    cases = [
+        (dict(inputs=["conv_out", "nope"], outputs=["Y_h"]), r"inputs= names 'nope', which no node produces"),
+        (dict(inputs=["conv_out"], outputs=["Y_h", "gone", "x"]), r"outputs= names 'gone', 'x', which no node produces"),
+        (dict(inputs=["seq"], outputs=["Y_h"], constants={"seq": np.zeros((T, B, I), np.float32)}),
+         r"'seq' named in both inputs= and constants="),
+        (dict(inputs=["sr"], outputs=["Y_h"]), r"the cut needs graph input\(s\) 'x', which are not in inputs="),
+        (dict(inputs=["W"], outputs=["Y_h"]), r"inputs= names 'W', which no node produces"),  # an initializer
+        (dict(inputs=["conv_out", "conv_out"], outputs=["Y_h"]), r"inputs= names 'conv_out' more than once"),
+        (dict(inputs=["conv_out"], outputs=["Y"], constants={"nope": np.zeros(1)}),
+         r"constants= names 'nope', which are not graph inputs"),
+    ]
+    for kw, msg in cases:
+        with pytest.raises(ValueError, match=msg):
+            lstmgen.from_onnx(model, **kw)
+    with pytest.raises(TypeError, match="inputs= must be a list of tensor names"):
+        lstmgen.from_onnx(model, inputs="conv_out", outputs=["Y_h"])
+
+
+def test_cut_of_torch_lstm_and_linear_matches_torch():
+    torch = need_module("torch")
+    onnx = need_module("onnx")
+
+    class Tagger(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = torch.nn.LSTM(I, H, num_layers=2, bidirectional=True)
+            self.fc = torch.nn.Linear(2 * H, 3)
+
+        def forward(self, x):
+            return self.fc(self.lstm(x)[0])
+
+    torch.manual_seed(0)
+    module = Tagger().eval()
+    x = torch.randn(T, B, I)
+    f = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.disable(logging.WARNING)
+        try:
+            torch.onnx.export(module, (x,), f, dynamo=False, input_names=["x"], output_names=["tags"])
+        finally:
+            logging.disable(logging.NOTSET)
+    model = onnx.load_from_string(f.getvalue())
+    with pytest.raises(ValueError, match=r"node #\d+ MatMul '/fc/MatMul': op MatMul is not supported"):
+        lstmgen.from_onnx(model)
+    matmul = next(n for n in model.graph.node if n.op_type == "MatMul")
+    cut_at = matmul.input[0]  # the LSTM's output as the Linear reads it
+    imp = lstmgen.import_onnx(model, outputs=[cut_at])
+    assert imp.x == "x" and imp.outputs[cut_at][0] == "out"
+    got = run_import(imp, {"x": x.numpy()})[cut_at]
+    with torch.no_grad():
+        want = module.lstm(x)[0].numpy()
+    assert_close(got, want, "LSTM + Linear cut at the LSTM")

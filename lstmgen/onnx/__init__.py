@@ -25,8 +25,9 @@ i, o, f; torch (and lstmgen) use i, f, g(=c), o and peepholes i, f, o. ONNX's B 
 per direction: Wb becomes bias_ih, Rb bias_hh.
 
 Modules, in the order the import runs: importer.py (the driver), values.py (the abstract values
-and the axis unifier), bindings.py (graph inputs and outputs, the OnnxImport result), fold.py (glue
-ops), lstm_node.py (one LSTM node); gates.py (gate orders shared with export.py).
+and the axis unifier), cut.py (the part of a bigger graph to read), bindings.py (graph inputs and
+outputs, the OnnxImport result), fold.py (glue ops), lstm_node.py (one LSTM node); gates.py (gate
+orders shared with export.py).
 """
 
 from .bindings import OnnxImport, StateSource

@@ -168,7 +168,7 @@ class Bindings(ValueScope):
             return lab
 
         outputs = {}
-        for vi in self.graph.output:
+        for vi in self.cut.outputs:
             name = vi.name
             v = self.values.get(name)
             what = None
@@ -203,7 +203,7 @@ class Bindings(ValueScope):
         if unbatched and Bl != "1":
             self.fail(f"graph input {self.x_name!r} is 2-D but the LSTM's batch axis is not an inserted axis of size 1")
         batch_first = x_roles == ("B", "T", "I")
-        for vi in self.graph.input:
+        for vi in self.cut.inputs:
             if vi.name not in self.roles and isinstance(self.values.get(vi.name), (Input, Lens)):
                 self.fail(f"graph input {vi.name!r} is not used as x, an initial state or the lengths")
 

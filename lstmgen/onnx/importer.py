@@ -1,11 +1,12 @@
 """The ONNX import driver.
 
 Input: an `onnx.ModelProto`, bytes of one, or a path to a .onnx file, plus optional
-`constants=` (graph inputs bound to arrays, e.g. weights given as inputs).
+`constants=` (graph inputs bound to arrays, e.g. weights given as inputs) and `inputs=` /
+`outputs=` (a cut of a bigger graph).
 Output: `import_onnx` gives an `OnnxImport` (bindings.py); `from_onnx` gives (spec, weights).
-The driver checks the opset, refuses the first op it cannot read, gives initializers, constants
-and graph inputs their abstract values, visits the nodes in order (glue ops: fold.py, LSTM nodes:
-lstm_node.py) and binds the outputs (bindings.py).
+The driver checks the opset, chooses the nodes to read (cut.py) and refuses the first op it cannot
+read, gives initializers, constants and graph inputs their abstract values, visits the nodes in
+order (glue ops: fold.py, LSTM nodes: lstm_node.py) and binds the outputs (bindings.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 
 from ..spec import LSTMSpec
 from .bindings import Bindings, OnnxImport
+from .cut import cut_graph
 from .fold import _GLUE_ATTRS, GlueOps
 from .gates import OPSET_MAX, OPSET_MIN
 from .lstm_node import _LSTM_ATTRS, LstmNode
@@ -24,7 +26,8 @@ from .values import Const, Label
 
 
 class _Importer(GlueOps, LstmNode, Bindings):
-    def __init__(self, model: Any, constants: dict[str, np.ndarray] | None = None):
+    def __init__(self, model: Any, constants: dict[str, np.ndarray] | None = None, inputs: Any = None,
+                 outputs: Any = None):
         import onnx
         from onnx import numpy_helper
 
@@ -45,6 +48,7 @@ class _Importer(GlueOps, LstmNode, Bindings):
         self.lens_name: str | None = None
         self.where = "graph"
         self.constants = constants or {}
+        self.cut = cut_graph(model, inputs, outputs, tuple(self.constants))
 
     # -- entry ---------------------------------------------------------------------------------
     def run(self) -> OnnxImport:
@@ -58,7 +62,7 @@ class _Importer(GlueOps, LstmNode, Bindings):
             self.fail(f"opset {opset} is not supported (LSTM import covers opset {OPSET_MIN}..{OPSET_MAX})")
         self.opset = opset
         g = self.graph
-        for i, node in enumerate(g.node):  # the first op lstmgen cannot read, before any graph input
+        for i, node in self.cut.nodes:  # the first op lstmgen cannot read, before any graph input
             self.where = self.node_where(i, node)
             self.check_op(node)
         self.where = "graph"
@@ -66,11 +70,11 @@ class _Importer(GlueOps, LstmNode, Bindings):
             self.values[init.name] = Const(self.numpy_helper.to_array(init))
         for name, value in self.constants.items():
             self.values[name] = Const(value)
-        for vi in g.input:
+        for vi in self.cut.inputs:
             if vi.name in self.values:
                 continue  # an initializer listed as an input (old IR), or bound by constants=: a constant
             self.values[vi.name] = self.graph_input(vi)
-        for i, node in enumerate(g.node):
+        for i, node in self.cut.nodes:
             self.where = self.node_where(i, node)
             self.visit(node)
         self.where = "graph"
@@ -85,7 +89,8 @@ class _Importer(GlueOps, LstmNode, Bindings):
             self.fail(f"op domain {node.domain!r} is not supported (only ONNX LSTM and its glue are)")
         if node.op_type != "LSTM" and node.op_type not in _GLUE_ATTRS:
             self.fail(f"op {node.op_type} is not supported: lstmgen imports LSTM nodes and the glue exporters put "
-                      f"around them ({', '.join(sorted(_GLUE_ATTRS))})")
+                      f"around them ({', '.join(sorted(_GLUE_ATTRS))}); import_onnx(..., inputs=, outputs=) "
+                      "cuts a bigger graph to its LSTM part")
 
     def visit(self, node: Any) -> None:
         op = node.op_type
@@ -153,22 +158,25 @@ def _constants(constants: Any) -> dict[str, np.ndarray]:
     return out
 
 
-def import_onnx(model: Any, *, constants: dict[str, Any] | None = None) -> OnnxImport:
+def import_onnx(model: Any, *, constants: dict[str, Any] | None = None, inputs: Any = None,
+                outputs: Any = None) -> OnnxImport:
     """Import an ONNX LSTM graph: spec, weights and the graph's relation to Model (see OnnxImport).
 
     constants: {graph input name: array} binds graph inputs to values, e.g. W, R, B and P given as
     inputs (as in ONNX's own backend tests); lstmgen embeds weights, so they must be constant.
+    inputs, outputs: tensor names that cut a bigger graph to its LSTM part; the importer treats them
+    as the graph's inputs and outputs and ignores nodes outside the cut.
     """
     loaded = _load(model)
     bound = _constants(constants)
     importer = None
     try:
-        declared = {vi.name for vi in loaded.graph.input}
+        declared = {vi.name for vi in loaded.graph.input} | set(inputs if isinstance(inputs, (list, tuple)) else ())
         unknown = [n for n in bound if n not in declared]
         if unknown:
             raise ValueError(f"constants= names {', '.join(map(repr, unknown))}, which are not graph inputs "
                              f"(graph inputs: {', '.join(repr(vi.name) for vi in loaded.graph.input) or 'none'})")
-        importer = _Importer(loaded, bound)
+        importer = _Importer(loaded, bound, inputs, outputs)
         return importer.run()
     except (ValueError, TypeError):
         raise
@@ -177,7 +185,8 @@ def import_onnx(model: Any, *, constants: dict[str, Any] | None = None) -> OnnxI
         raise ValueError(f"malformed ONNX model at {where}: {type(exc).__name__}: {exc}") from exc
 
 
-def from_onnx(model: Any, *, constants: dict[str, Any] | None = None) -> tuple[LSTMSpec, dict[str, np.ndarray]]:
+def from_onnx(model: Any, *, constants: dict[str, Any] | None = None, inputs: Any = None,
+              outputs: Any = None) -> tuple[LSTMSpec, dict[str, np.ndarray]]:
     """(spec, weights) from an ONNX model (ModelProto, bytes or path) of one or more LSTM nodes.
 
     For a graph exported by torch.onnx.export, compile(spec, weights) computes the graph's own
@@ -185,5 +194,5 @@ def from_onnx(model: Any, *, constants: dict[str, Any] | None = None) -> tuple[L
     .transpose(0, 2, 1, 3) and Y_h / Y_c are h_n / c_n; `import_onnx(...).graph_outputs` does
     this mapping for any accepted graph. The keyword arguments are import_onnx's.
     """
-    imp = import_onnx(model, constants=constants)
+    imp = import_onnx(model, constants=constants, inputs=inputs, outputs=outputs)
     return imp.spec, imp.weights
