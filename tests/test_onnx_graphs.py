@@ -270,3 +270,47 @@ def test_cut_of_torch_lstm_and_linear_matches_torch():
     with torch.no_grad():
         want = module.lstm(x)[0].numpy()
     assert_close(got, want, "LSTM + Linear cut at the LSTM")
+
+
+# ---- Squeeze of the direction axis of a state ---------------------------------------------
+
+
+def squeezed_state_model(direction="forward", opset=17):
+    """LSTM with Y_h -> Squeeze(axes=[0]) -> h (B, H), and Y_c kept (1, B, H)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    D = 2 if direction == "bidirectional" else 1
+    rng = np.random.default_rng(2)
+    inits = [numpy_helper.from_array(rng.standard_normal((D, 4 * H, I)).astype(np.float32) * 0.5, "W"),
+             numpy_helper.from_array(rng.standard_normal((D, 4 * H, H)).astype(np.float32) * 0.5, "R"),
+             numpy_helper.from_array(rng.standard_normal((D, 8 * H)).astype(np.float32) * 0.5, "B")]
+    nodes = [helper.make_node("LSTM", ["x", "W", "R", "B"], ["", "Y_h", "Y_c"], hidden_size=H, direction=direction,
+                              name="lstm")]
+    if opset >= 13:
+        inits.append(numpy_helper.from_array(np.array([0], np.int64), "axes0"))
+        nodes.append(helper.make_node("Squeeze", ["Y_h", "axes0"], ["h"], name="squeeze"))
+    else:
+        nodes.append(helper.make_node("Squeeze", ["Y_h"], ["h"], axes=[0], name="squeeze"))
+    graph = helper.make_graph(nodes, "squeezed", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [T, "B", I])],
+                              [helper.make_tensor_value_info("h", TensorProto.FLOAT, ["B", H]),
+                               helper.make_tensor_value_info("Y_c", TensorProto.FLOAT, [D, "B", H])],
+                              initializer=inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+@pytest.mark.parametrize("direction,opset", [("forward", 17), ("reverse", 17), ("forward", 11)])
+def test_squeeze_of_a_one_row_state_matches_onnxruntime(ort, direction, opset):
+    model = squeezed_state_model(direction, opset)
+    imp = lstmgen.import_onnx(model)
+    assert imp.outputs["h"] == ("h_n", ("B", "H"), None)
+    x = np.random.default_rng(3).standard_normal((T, 3, I)).astype(np.float32)
+    want = run_ort(ort, model, {"x": x})
+    got = run_import(imp, {"x": x}, compiled=opset == 17 and direction == "forward")
+    for n in ("h", "Y_c"):
+        assert_close(got[n], want[n], f"squeezed {direction}: {n}")
+
+
+def test_squeeze_of_a_two_row_state_is_refused():
+    need_module("onnx")
+    with pytest.raises(ValueError, match=r"node #1 Squeeze 'squeeze': Squeeze of axis 0, which is not of size 1"):
+        lstmgen.from_onnx(squeezed_state_model("bidirectional"))

@@ -139,7 +139,8 @@ class GlueOps(ValueScope):
             drop = sorted({self.norm_axis(a, len(labels)) for a in axes}, reverse=True)
             for a in drop:
                 lab = labels[a]
-                if lab == "1" or (lab == "D" and self.D == 1) or (isinstance(lab, tuple) and self.match(lab, 1)):
+                if lab == "1" or (lab == "D" and self.D == 1) or (isinstance(lab, tuple) and self.match(lab, 1)) \
+                        or (lab == "S" and len(v.layers) * self.D == 1):  # Y_h of one forward/reverse layer
                     labels.pop(a)
                 else:
                     self.fail(f"Squeeze of axis {a}, which is not of size 1")
