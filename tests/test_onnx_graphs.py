@@ -314,3 +314,15 @@ def test_squeeze_of_a_two_row_state_is_refused():
     need_module("onnx")
     with pytest.raises(ValueError, match=r"node #1 Squeeze 'squeeze': Squeeze of axis 0, which is not of size 1"):
         lstmgen.from_onnx(squeezed_state_model("bidirectional"))
+
+
+# ---- export -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("with_state,with_lengths", [(False, False), (True, False), (False, True), (True, True)])
+def test_to_onnx_every_initializer_is_used(with_state, with_lengths):
+    need_module("onnx")
+    spec = lstmgen.LSTMSpec(input_size=I, hidden_size=H, num_layers=2, bidirectional=True, peepholes=True)
+    model = lstmgen.to_onnx(spec, lstmgen.random_weights(spec), with_state=with_state, with_lengths=with_lengths)
+    used = {name for node in model.graph.node for name in node.input}
+    assert [t.name for t in model.graph.initializer if t.name not in used] == []

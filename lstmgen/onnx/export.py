@@ -67,7 +67,6 @@ def to_onnx(spec: Any, weights: Any, *, with_state: bool = False, with_lengths: 
         attrs["clip"] = spec.clip
     if spec.input_forget:
         attrs["input_forget"] = 1
-    const("axis0", np.array([0], np.int64))
     const("merge_dh", np.array([0, 0, -1], np.int64))
     y_h, y_c = [], []
     for k in range(L):
@@ -82,6 +81,8 @@ def to_onnx(spec: Any, weights: Any, *, with_state: bool = False, with_lengths: 
             Pn = const(f"P{k}", np.stack([_blocks(w[f"weight_ph_{s}"], 3, _PH_TORCH_FROM_ONNX) for s in sfx]))
         h_in = c_in = ""
         if with_state:
+            if k == 0:
+                const("axis0", np.array([0], np.int64))  # the Slices' axis
             const(f"rows{k}_start", np.array([k * D], np.int64))
             const(f"rows{k}_end", np.array([(k + 1) * D], np.int64))
             for src, dst in (("h0", f"h0_l{k}"), ("c0", f"c0_l{k}")):
