@@ -316,6 +316,48 @@ def test_squeeze_of_a_two_row_state_is_refused():
         lstmgen.from_onnx(squeezed_state_model("bidirectional"))
 
 
+# ---- external data ------------------------------------------------------------------------
+
+
+def test_external_data_is_read_from_base_dir_not_the_cwd(tmp_path, monkeypatch):
+    onnx = need_module("onnx")
+    from onnx.external_data_helper import uses_external_data
+
+    spec = lstmgen.LSTMSpec(input_size=I, hidden_size=H, num_layers=2)
+    weights = lstmgen.random_weights(spec, seed=5)
+    folder = tmp_path / "model"
+    folder.mkdir()
+    path = folder / "model.onnx"
+    onnx.save_model(lstmgen.to_onnx(spec, weights), str(path), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="weights.bin", size_threshold=0)
+    cwd = tmp_path / "cwd"  # a same-named file of zeros where the process runs must not be read
+    cwd.mkdir()
+    (cwd / "weights.bin").write_bytes(bytes((folder / "weights.bin").stat().st_size))
+    monkeypatch.chdir(cwd)
+
+    def same(got):
+        assert got[0] == spec and sorted(got[1]) == sorted(weights)
+        for k in weights:
+            np.testing.assert_array_equal(got[1][k], weights[k], err_msg=k)
+
+    same(lstmgen.from_onnx(str(path)))  # a path: the file's folder
+    data = path.read_bytes()
+    proto = onnx.load(str(path), load_external_data=False)
+    for model in (data, proto):
+        with pytest.raises(ValueError, match=r"keeps tensors '\w+', '\w+', '\w+' and \d+ more in external "
+                                             r"data files; pass base_dir="):
+            lstmgen.from_onnx(model)
+        same(lstmgen.from_onnx(model, base_dir=folder))
+    assert uses_external_data(proto.graph.initializer[0])  # the caller's proto is left as it was
+    same(lstmgen.from_onnx(str(path), base_dir=str(folder)))
+    with pytest.raises(ValueError, match=r"cannot read the external data of .* from"):
+        lstmgen.from_onnx(data, base_dir=tmp_path)  # no weights.bin there
+    with pytest.raises(ValueError, match="is not a folder"):
+        lstmgen.from_onnx(data, base_dir=path)
+    with pytest.raises(TypeError, match="base_dir must be a folder path"):
+        lstmgen.from_onnx(data, base_dir=3)
+
+
 # ---- export -------------------------------------------------------------------------------
 
 

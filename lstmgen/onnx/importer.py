@@ -1,8 +1,8 @@
 """The ONNX import driver.
 
-Input: an `onnx.ModelProto`, bytes of one, or a path to a .onnx file, plus optional
-`constants=` (graph inputs bound to arrays, e.g. weights given as inputs) and `inputs=` /
-`outputs=` (a cut of a bigger graph).
+Input: an `onnx.ModelProto`, bytes of one, or a path to a .onnx file (external data read from
+`base_dir`, by default the file's folder), plus optional `constants=` (graph inputs bound to
+arrays, e.g. weights given as inputs) and `inputs=` / `outputs=` (a cut of a bigger graph).
 Output: `import_onnx` gives an `OnnxImport` (bindings.py); `from_onnx` gives (spec, weights).
 The driver checks the opset, chooses the nodes to read (cut.py) and refuses the first op it cannot
 read, gives initializers, constants and graph inputs their abstract values, visits the nodes in
@@ -118,25 +118,63 @@ class _Importer(GlueOps, LstmNode, Bindings):
                 self.fail(f"output {name!r} is not supported")
 
 
-def _load(model: Any) -> Any:
+def _external_tensors(model: Any) -> list[str]:
+    """Names of the main graph's tensors (initializers, Constant values) stored in external files."""
+    from onnx.external_data_helper import uses_external_data
+
+    tensors = list(model.graph.initializer)
+    for node in model.graph.node:
+        for a in node.attribute:
+            tensors += ([a.t] if a.HasField("t") else []) + list(a.tensors)
+    return [t.name or "(unnamed)" for t in tensors if uses_external_data(t)]
+
+
+def _load(model: Any, base_dir: Any = None) -> Any:
     try:
         import onnx
+        from onnx.external_data_helper import load_external_data_for_model
     except ImportError:  # pragma: no cover - exercised only without onnx
         raise ImportError("importing ONNX models needs the onnx package (pip install onnx)") from None
+    if base_dir is not None:
+        if not isinstance(base_dir, (str, os.PathLike)):
+            raise TypeError(f"base_dir must be a folder path, got {type(base_dir).__name__}")
+        base_dir = os.fspath(base_dir)
+        if not os.path.isdir(base_dir):
+            raise ValueError(f"base_dir {base_dir!r} is not a folder")
     if isinstance(model, (str, os.PathLike)):
         path = os.fspath(model)
         try:
-            return onnx.load(path)
+            if base_dir is None:
+                return onnx.load(path)  # external data relative to the file's folder
+            loaded = onnx.load(path, load_external_data=False)
         except Exception as exc:  # onnx raises DecodeError and others
             raise ValueError(f"{path}: cannot read as an ONNX model: {exc}") from None
-    if isinstance(model, (bytes, bytearray)):
+        where = path
+    elif isinstance(model, (bytes, bytearray)):
         try:
-            return onnx.load_from_string(bytes(model))
+            loaded = onnx.load_from_string(bytes(model))
         except Exception as exc:  # protobuf's DecodeError and others: not a ValueError (found by fuzz/)
             raise ValueError(f"cannot read {len(model)} bytes as an ONNX model: {exc}") from None
-    if isinstance(model, onnx.ModelProto):
-        return model
-    raise TypeError(f"expected an onnx.ModelProto, bytes or a path to a .onnx file, got {type(model).__name__}")
+        where = f"the {len(model)}-byte model"
+    elif isinstance(model, onnx.ModelProto):
+        loaded, where = model, "the ModelProto"
+    else:
+        raise TypeError(f"expected an onnx.ModelProto, bytes or a path to a .onnx file, got {type(model).__name__}")
+    external = _external_tensors(loaded)
+    if not external:
+        return loaded
+    shown = ", ".join(repr(n) for n in external[:3]) + (f" and {len(external) - 3} more" if len(external) > 3 else "")
+    if base_dir is None:
+        raise ValueError(f"{where} keeps tensors {shown} in external data files; pass base_dir= (the folder "
+                         "those files are in) or the .onnx file's path")
+    if loaded is model:
+        loaded = onnx.ModelProto()
+        loaded.CopyFrom(model)  # the caller's proto stays as it was
+    try:
+        load_external_data_for_model(loaded, base_dir)
+    except Exception as exc:  # missing file, a location outside base_dir, short file, ...
+        raise ValueError(f"{where}: cannot read the external data of {shown} from {base_dir!r}: {exc}") from None
+    return loaded
 
 
 def _constants(constants: Any) -> dict[str, np.ndarray]:
@@ -158,16 +196,19 @@ def _constants(constants: Any) -> dict[str, np.ndarray]:
     return out
 
 
-def import_onnx(model: Any, *, constants: dict[str, Any] | None = None, inputs: Any = None,
-                outputs: Any = None) -> OnnxImport:
+def import_onnx(model: Any, *, constants: dict[str, Any] | None = None, inputs: Any = None, outputs: Any = None,
+                base_dir: Any = None) -> OnnxImport:
     """Import an ONNX LSTM graph: spec, weights and the graph's relation to Model (see OnnxImport).
 
     constants: {graph input name: array} binds graph inputs to values, e.g. W, R, B and P given as
     inputs (as in ONNX's own backend tests); lstmgen embeds weights, so they must be constant.
     inputs, outputs: tensor names that cut a bigger graph to its LSTM part; the importer treats them
     as the graph's inputs and outputs and ignores nodes outside the cut.
+    base_dir: the folder of the external data files of a model given as bytes or a ModelProto (for
+    a path, the file's folder is the default); without it such a model is refused, never read
+    against the process's working directory.
     """
-    loaded = _load(model)
+    loaded = _load(model, base_dir)
     bound = _constants(constants)
     importer = None
     try:
@@ -185,8 +226,8 @@ def import_onnx(model: Any, *, constants: dict[str, Any] | None = None, inputs: 
         raise ValueError(f"malformed ONNX model at {where}: {type(exc).__name__}: {exc}") from exc
 
 
-def from_onnx(model: Any, *, constants: dict[str, Any] | None = None, inputs: Any = None,
-              outputs: Any = None) -> tuple[LSTMSpec, dict[str, np.ndarray]]:
+def from_onnx(model: Any, *, constants: dict[str, Any] | None = None, inputs: Any = None, outputs: Any = None,
+              base_dir: Any = None) -> tuple[LSTMSpec, dict[str, np.ndarray]]:
     """(spec, weights) from an ONNX model (ModelProto, bytes or path) of one or more LSTM nodes.
 
     For a graph exported by torch.onnx.export, compile(spec, weights) computes the graph's own
@@ -194,5 +235,5 @@ def from_onnx(model: Any, *, constants: dict[str, Any] | None = None, inputs: An
     .transpose(0, 2, 1, 3) and Y_h / Y_c are h_n / c_n; `import_onnx(...).graph_outputs` does
     this mapping for any accepted graph. The keyword arguments are import_onnx's.
     """
-    imp = import_onnx(model, constants=constants, inputs=inputs, outputs=outputs)
+    imp = import_onnx(model, constants=constants, inputs=inputs, outputs=outputs, base_dir=base_dir)
     return imp.spec, imp.weights
