@@ -95,6 +95,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    if args.graph:  # the ONNX file's own tensors and ops, to pick names for import_onnx(inputs=, outputs=)
+        if not str(args.spec).endswith(".onnx"):
+            raise ValueError("--graph lists an ONNX model's tensors: give a .onnx file")
+        from .onnx import describe_graph
+
+        print(describe_graph(args.spec))
+        return 0
     if str(args.spec).endswith(".onnx"):
         from .onnx import import_onnx
 
@@ -267,6 +274,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     i = sub.add_parser("inspect", help="print the lowered IR of a spec")
     i.add_argument("spec", help="spec file (.json or .toml), or an ONNX model (.onnx)")
     i.add_argument("--dot", action="store_true", help="print Graphviz dot instead")
+    i.add_argument("--graph", action="store_true",
+                   help="for a .onnx file: list its inputs, nodes and outputs (names for import_onnx(inputs=, outputs=))")
     _schedule_args(i)
     i.set_defaults(fn=cmd_inspect)
 

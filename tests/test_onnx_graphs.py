@@ -368,3 +368,22 @@ def test_to_onnx_every_initializer_is_used(with_state, with_lengths):
     model = lstmgen.to_onnx(spec, lstmgen.random_weights(spec), with_state=with_state, with_lengths=with_lengths)
     used = {name for node in model.graph.node for name in node.input}
     assert [t.name for t in model.graph.initializer if t.name not in used] == []
+
+
+# ---- command line -------------------------------------------------------------------------
+
+
+def test_cli_inspect_graph_lists_tensors(tmp_path, capsys):
+    onnx = need_module("onnx")
+    from lstmgen.cli import main
+
+    path = tmp_path / "conv.onnx"
+    onnx.save(conv_lstm_model(with_if=True), str(path))
+    assert main(["inspect", "--graph", str(path)]) == 0  # listed although lstmgen cannot import it whole
+    text = capsys.readouterr().out
+    assert "'sr' int64 ()" in text and "initializers: 3" in text
+    assert "#0 Conv 'conv': 'x', 'conv_w'(init) -> 'conv_out'" in text
+    assert "#2 LSTM 'lstm': 'seq', 'W'(init), 'R'(init) -> 'Y', 'Y_h'" in text
+    assert "graph outputs:\n  'picked' float (shape unknown)" in text
+    assert main(["inspect", "--graph", os.path.join(os.path.dirname(__file__), "..", "examples", "kws.json")]) == 2
+    assert "give a .onnx file" in capsys.readouterr().err

@@ -31,9 +31,10 @@ orders shared with export.py).
 """
 
 from .bindings import OnnxImport, StateSource
+from .cut import describe_graph
 from .export import EXPORT_OPSET, to_onnx
 from .gates import OPSET_MAX, OPSET_MIN, USES_ALPHA, USES_BETA
 from .importer import from_onnx, import_onnx
 
 __all__ = ["EXPORT_OPSET", "OPSET_MAX", "OPSET_MIN", "USES_ALPHA", "USES_BETA", "OnnxImport", "StateSource",
-           "from_onnx", "import_onnx", "to_onnx"]
+           "describe_graph", "from_onnx", "import_onnx", "to_onnx"]

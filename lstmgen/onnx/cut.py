@@ -1,4 +1,4 @@
-"""Which part of an ONNX graph the importer reads.
+"""Which part of an ONNX graph the importer reads, and a listing of a graph to choose it from.
 
 Input: a GraphProto and the caller's `inputs=` / `outputs=` tensor names and `constants=` names.
 Output: `cut_graph` gives a `Cut`: the nodes to visit (with their index in the whole graph, so
@@ -6,6 +6,7 @@ refusals name the node the user sees in the file) and the value infos the import
 graph's inputs and outputs. Without inputs= and outputs= the cut is the whole graph. With them,
 the nodes are those needed to compute the outputs from the inputs, the constants and the
 initializers; nodes outside the cut are ignored, whatever their op.
+`describe_graph` gives the text `lstmgen inspect --graph` prints: inputs, nodes and outputs.
 """
 
 from __future__ import annotations
@@ -126,3 +127,45 @@ def _value_infos(model: Any, names: list[str]) -> dict[str, Any]:
         if vi.name in names and vi.name not in found and vi.type.tensor_type.HasField("shape"):
             found[vi.name] = vi
     return found
+
+
+def describe_graph(model: Any) -> str:
+    """Inputs, nodes (index, op, name, inputs -> outputs) and outputs of a model's main graph.
+
+    `model` is what import_onnx takes (a ModelProto, bytes or a path); the text names every tensor
+    that import_onnx(..., inputs=, outputs=) can cut at.
+    """
+    from onnx import TensorProto
+
+    from .importer import _load
+
+    model = _load(model)
+    g = model.graph
+
+    def typed(vi) -> str:
+        t = vi.type.tensor_type
+        if not vi.type.HasField("tensor_type"):
+            return f"{vi.name!r} (not a tensor)"
+        try:
+            elem = TensorProto.DataType.Name(t.elem_type).lower()
+        except ValueError:
+            elem = f"type {t.elem_type}"
+        if not t.HasField("shape"):
+            return f"{vi.name!r} {elem} (shape unknown)"
+        dims = [str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in t.shape.dim]
+        return f"{vi.name!r} {elem} ({', '.join(dims)})"
+
+    inits = {t.name: t for t in g.initializer}
+    opsets = ", ".join(f"{o.domain or 'ai.onnx'} {o.version}" for o in model.opset_import)
+    lines = [f"opsets: {opsets}", "graph inputs:"]
+    lines += ["  " + typed(vi) for vi in g.input if vi.name not in inits]
+    lines.append(f"initializers: {len(inits)}")
+    lines.append("nodes:")
+    for i, node in enumerate(g.node):
+        op = (node.domain + "." if node.domain not in ("", "ai.onnx") else "") + node.op_type
+        name = f" {node.name!r}" if node.name else ""
+        args = ", ".join(repr(n) if n not in inits else f"{n!r}(init)" for n in node.input)
+        lines.append(f"  #{i} {op}{name}: {args} -> {', '.join(repr(n) for n in node.output)}")
+    lines.append("graph outputs:")
+    lines += ["  " + typed(vi) for vi in g.output]
+    return "\n".join(lines)

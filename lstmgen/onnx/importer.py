@@ -203,7 +203,8 @@ def import_onnx(model: Any, *, constants: dict[str, Any] | None = None, inputs: 
     constants: {graph input name: array} binds graph inputs to values, e.g. W, R, B and P given as
     inputs (as in ONNX's own backend tests); lstmgen embeds weights, so they must be constant.
     inputs, outputs: tensor names that cut a bigger graph to its LSTM part; the importer treats them
-    as the graph's inputs and outputs and ignores nodes outside the cut.
+    as the graph's inputs and outputs and ignores nodes outside the cut (`lstmgen inspect --graph`
+    and `describe_graph` list the names).
     base_dir: the folder of the external data files of a model given as bytes or a ModelProto (for
     a path, the file's folder is the default); without it such a model is refused, never read
     against the process's working directory.
