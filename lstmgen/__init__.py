@@ -7,7 +7,7 @@ from .api import compile, from_torch, generate, generate_sources  # noqa: E402
 from .build import BuildError  # noqa: E402
 from .embedded import embedded_sources, generate_embedded  # noqa: E402
 from .importers import from_keras_weights  # noqa: E402
-from .onnx_import import from_onnx, import_onnx, to_onnx  # noqa: E402
+from .onnx import from_onnx, import_onnx, to_onnx  # noqa: E402
 from .runtime import Model, Stream  # noqa: E402
 from .schedule import Schedule, ScheduledProgram, build_program  # noqa: E402
 from .spec import Activation, LSTMSpec  # noqa: E402

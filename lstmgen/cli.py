@@ -24,7 +24,7 @@ from .weights import random_weights
 
 def _spec_and_weights(args: argparse.Namespace) -> tuple[LSTMSpec, dict[str, Any] | None]:
     if str(args.spec).endswith(".onnx"):  # an ONNX model carries its spec and its weights
-        from .onnx_import import from_onnx
+        from .onnx import from_onnx
 
         if getattr(args, "weights", None):
             raise ValueError(f"{args.spec}: an .onnx model carries its own weights; drop --weights")
@@ -84,8 +84,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    if args.graph:  # the ONNX file's own tensors and ops, to pick names for import_onnx(inputs=, outputs=)
+        if not str(args.spec).endswith(".onnx"):
+            raise ValueError("--graph lists an ONNX model's tensors: give a .onnx file")
+        from .onnx import describe_graph
+
+        print(describe_graph(args.spec))
+        return 0
     if str(args.spec).endswith(".onnx"):
-        from .onnx_import import import_onnx
+        from .onnx import import_onnx
 
         imported = import_onnx(args.spec)
         spec = imported.spec
@@ -266,6 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     i.add_argument("--target", choices=["portable", "avx2", "avx512", "neon", "native"], default="native",
                    help="the kernels whose plan to show (default: this machine's, as compile() picks)")
     i.add_argument("--math", choices=["libm", "approx"], default="approx", help="sigmoid/tanh (default approx, as compile())")
+    i.add_argument("--graph", action="store_true",
+                   help="for a .onnx file: list its inputs, nodes and outputs (names for import_onnx(inputs=, outputs=))")
     _schedule_args(i)
     i.set_defaults(fn=cmd_inspect)
 

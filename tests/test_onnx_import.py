@@ -19,7 +19,7 @@ import pytest
 from conftest import need_module
 
 import lstmgen
-from lstmgen.onnx_import import USES_ALPHA, USES_BETA, import_onnx
+from lstmgen.onnx import USES_ALPHA, USES_BETA, import_onnx
 from lstmgen.reference import lstm_forward
 
 ATOL = 1e-5
