@@ -1,0 +1,131 @@
+"""The footprint of a static build: flash for the weights, RAM for the state, MACs per step.
+
+Input: a Program on a static schedule (schedule.max_batch set, plus a fixed seq_len or a chunk).
+Output: a frozen `Footprint` (exact sizes on a 32-bit target with 4-byte floats) and
+`static_context`, the plain values static.h.j2 and state.c.j2 spell from it.
+
+Code bytes and stack use are not known here: they come from cross-compiling (toolchain.measure).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..codegen import _weights_ctx
+from ..ir import Program, Schedule
+from ..spec import LSTMSpec
+from ..weights import random_weights
+from .schedule import pack_weights
+
+POINTER_BYTES = 4  # the weight table's pointers on the 32-bit targets this folder is for
+CELL_POINTERS = 5  # w_ih, w_hh, bias, w_hr, w_ph per <p>_cell_weights
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """Sizes of a static build, all exact: bytes on a 32-bit target with 4-byte floats."""
+
+    spec: LSTMSpec
+    schedule: Schedule
+    max_batch: int
+    window: int  # time steps whose workspace is live at once
+    max_seq_len: int  # longest T for a whole-sequence call (0: any T)
+    h_floats: int  # (L*D, max_batch, R)
+    c_floats: int  # (L*D, max_batch, H)
+    ws_floats: int  # workspace_floats(window, max_batch)
+    weight_floats: int  # floats in <p>_weights.c (kernel layout, biases folded)
+
+    @property
+    def parameters(self) -> int:
+        return self.spec.num_parameters
+
+    @property
+    def weight_table_bytes(self) -> int:
+        return self.spec.num_layers * self.spec.num_directions * CELL_POINTERS * POINTER_BYTES
+
+    @property
+    def weights_bytes(self) -> int:
+        """Flash for the weights: the float arrays plus the <p>_model_weights pointer table."""
+        return 4 * self.weight_floats + self.weight_table_bytes
+
+    @property
+    def state_bytes(self) -> int:
+        """RAM: sizeof(<p>_state) = int32 batch + h + c + workspace."""
+        return 4 + 4 * (self.h_floats + self.c_floats + self.ws_floats)
+
+    @property
+    def macs_per_step(self) -> int:
+        """Multiply-accumulates per time step and batch row (all layers and directions)."""
+        return self.spec.macs_per_step()
+
+    def lines(self, code: str) -> list[str]:
+        """The footprint as aligned text lines (header comment, README, report)."""
+        return [
+            f"parameters        {self.parameters} (floats in the state_dict)",
+            f"flash, weights    {self.weights_bytes} bytes: {self.weight_floats} floats in kernel layout "
+            f"(biases folded) + {self.weight_table_bytes}-byte pointer table",
+            f"flash, code       {code}",
+            f"RAM               {self.state_bytes} bytes = sizeof(state): h {4 * self.h_floats} + c {4 * self.c_floats}"
+            f" + workspace {4 * self.ws_floats} + batch 4",
+            f"MACs per step     {self.macs_per_step} per batch row (max batch {self.max_batch})",
+        ]
+
+
+def _weight_floats(program: Program, packed: Any) -> int:
+    cells = _weights_ctx(packed if packed is not None else pack_weights(program, random_weights(program.spec)))
+    return sum(a["size"] for cell in cells for a in cell["arrays"])
+
+
+def footprint(program: Program, packed: Any = None) -> Footprint:
+    """Exact sizes of the static build of a scheduled Program (schedule.max_batch must be set)."""
+    spec, sched = program.spec, program.schedule
+    if not sched.max_batch:
+        raise ValueError("footprint needs a static schedule: set max_batch (see embedded_schedule)")
+    if sched.chunk and sched.seq_len:
+        window = min(sched.chunk, sched.seq_len)
+    else:
+        window = sched.chunk or sched.seq_len or 0
+    if window < 1:
+        raise ValueError("footprint needs a fixed seq_len or a chunked schedule")
+    cells, B = spec.num_layers * spec.num_directions, sched.max_batch
+    return Footprint(
+        spec=spec,
+        schedule=sched,
+        max_batch=B,
+        window=window,
+        max_seq_len=sched.seq_len or 0,
+        h_floats=cells * B * spec.output_size,
+        c_floats=cells * B * spec.hidden_size,
+        ws_floats=program.workspace_floats(window, B),
+        weight_floats=_weight_floats(program, packed),
+    )
+
+
+def static_context(fp: Footprint, prefix: str) -> dict:
+    """What static.h.j2 and state.c.j2 spell."""
+    sched = fp.schedule
+    P = prefix.upper()
+    if sched.time_loop == "unrolled":
+        seq_doc = "T must equal it (unrolled)"
+        forward_doc = f"T must be {P}_MAX_SEQ_LEN (the time loop is unrolled)."
+    elif fp.max_seq_len:
+        seq_doc = "longest T of a whole-sequence call"
+        forward_doc = f"1 <= T <= {P}_MAX_SEQ_LEN."
+    else:
+        seq_doc = "0: any T (the chunked schedule's workspace does not grow with T)"
+        forward_doc = f"any T >= 1 (it runs in {sched.chunk}-step windows)."
+    return dict(
+        summary=f"{fp.spec.summary()}; {sched}",
+        footprint=fp.lines("`make size` in the embedded folder (arm-none-eabi-size); `lstmgen report` measures it"),
+        max_batch=fp.max_batch,
+        max_seq_len=fp.max_seq_len,
+        window=fp.window,
+        h_floats=fp.h_floats,
+        c_floats=fp.c_floats,
+        ws_floats=fp.ws_floats,
+        state_bytes=fp.state_bytes,
+        weights_bytes=fp.weights_bytes,
+        seq_doc=seq_doc,
+        forward_doc=forward_doc,
+    )
