@@ -30,6 +30,7 @@ import lstmgen
 from lstmgen import embedded
 from lstmgen.cli import main as cli_main
 from lstmgen.ir import build_program
+from lstmgen.weights import pack
 
 GENERATED = os.path.join(ROOT, "generated")
 KWS = dict(input_size=40, hidden_size=64, num_layers=2)  # examples/kws.json
@@ -64,6 +65,43 @@ def test_footprint_is_exact_for_the_kws_example():
     assert f"#define KWS_WEIGHTS_BYTES {fp.weights_bytes} " in header
     assert f"RAM               {fp.state_bytes} bytes" in header
     assert f"MACs per step     {fp.macs_per_step} per batch row" in header
+
+
+@pytest.mark.parametrize("shape", [
+    dict(input_size=5, hidden_size=16),
+    dict(input_size=4, hidden_size=12, proj_size=5),
+    dict(input_size=8, hidden_size=32, num_layers=2, bidirectional=True, proj_size=8),
+    dict(input_size=3, hidden_size=8, peepholes=True),
+    dict(input_size=3, hidden_size=20, bias=False),
+    dict(input_size=6, hidden_size=24, num_layers=3),
+    dict(input_size=2, hidden_size=12, num_layers=2, bidirectional=True, bias=False, peepholes=True, proj_size=3),
+])
+def test_weight_floats_formula_counts_the_packed_arrays(shape):
+    spec = lstmgen.LSTMSpec(**shape)
+    w = lstmgen.random_weights(spec)
+    H = spec.hidden_size
+    for unit_block in [0] + [u for u in (1, 2, 4, 8) if H % u == 0]:  # the gate-blocked layouts hold as many floats
+        cells = pack(spec, w, unit_block=unit_block)
+        counted = sum(a.size for c in cells for a in (c.w_ih, c.w_hh, c.bias, c.w_hr, c.w_ph) if a is not None)
+        assert embedded.weight_floats(spec) == counted, unit_block
+    files = embedded.embedded_sources(spec, w, prefix="m", seq_len=5, selftest=False)
+    fp = embedded.footprint(embedded.embedded_program(spec, seq_len=5))
+    written = sum(int(n) for n in re.findall(r"^static const float m_\w+\[(\d+)\]", files["m_weights.c"], re.M))
+    assert fp.weight_floats == written
+
+
+def test_footprint_and_unmeasured_report_format_no_weight(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a weight was packed or written out as C")
+
+    monkeypatch.setattr(lstmgen.codegen, "c_float", refuse)
+    monkeypatch.setattr(lstmgen.embedded.schedule, "pack", refuse)
+    spec = lstmgen.LSTMSpec(**KWS)
+    fp = embedded.footprint(embedded.embedded_program(spec))
+    text = embedded.report(spec, prefix="kws", measure_code=False)
+    assert f"flash, weights    {fp.weights_bytes} bytes" in text
+    with pytest.raises(ValueError, match="missing weight"):  # given weights are still checked
+        embedded.report(spec, {}, measure_code=False)
 
 
 def test_static_build_needs_bounded_workspace():

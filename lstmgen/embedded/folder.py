@@ -41,7 +41,7 @@ def embedded_sources(spec: Any, weights: Mapping[str, Any], *, prefix: str = "ls
         raise ValueError(f"tolerance must be a number in (0, 1), got {tolerance!r}")
     program = embedded_program(spec, max_batch=max_batch, seq_len=seq_len, chunk=chunk, time_loop=time_loop, math=math)
     packed = pack_weights(program, weights, allow_nonfinite)
-    fp = footprint(program, packed)
+    fp = footprint(program)
     static = static_context(fp, p)
     sources = render(program, p, packed, static=static)
     files = dict(sources.files)

@@ -10,13 +10,9 @@ Code bytes and stack use are not known here: they come from cross-compiling (too
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from ..codegen import _weights_ctx
 from ..ir import Program, Schedule
 from ..spec import LSTMSpec
-from ..weights import random_weights
-from .schedule import pack_weights
 
 POINTER_BYTES = 4  # the weight table's pointers on the 32-bit targets this folder is for
 CELL_POINTERS = 5  # w_ih, w_hh, bias, w_hr, w_ph per <p>_cell_weights
@@ -72,12 +68,20 @@ class Footprint:
         ]
 
 
-def _weight_floats(program: Program, packed: Any) -> int:
-    cells = _weights_ctx(packed if packed is not None else pack_weights(program, random_weights(program.spec)))
-    return sum(a["size"] for cell in cells for a in cell["arrays"])
+def weight_floats(spec: LSTMSpec) -> int:
+    """Floats in <p>_weights.c, by formula: per (layer k, direction) cell the packed arrays
+
+        w_ih (I_k, 4H) + w_hh (R, 4H) + bias (4H, b_ih + b_hh folded) + w_hr (H, P) + w_ph (3H)
+
+    (bias only with bias=True, w_hr only with a projection, w_ph only with peepholes). The
+    gate-blocked layout, (NB, I_k, 4U) with NB * U = H, reorders the same elements: the count
+    depends on the spec alone, so no weight is packed or formatted to know it."""
+    H, R, P, D = spec.hidden_size, spec.output_size, spec.proj_size, spec.num_directions
+    per_cell = 4 * H * R + (4 * H if spec.bias else 0) + H * P + (3 * H if spec.peepholes else 0)
+    return sum(D * (4 * H * spec.layer_input_size(k) + per_cell) for k in range(spec.num_layers))
 
 
-def footprint(program: Program, packed: Any = None) -> Footprint:
+def footprint(program: Program) -> Footprint:
     """Exact sizes of the static build of a scheduled Program (schedule.max_batch must be set)."""
     spec, sched = program.spec, program.schedule
     if not sched.max_batch:
@@ -98,7 +102,7 @@ def footprint(program: Program, packed: Any = None) -> Footprint:
         h_floats=cells * B * spec.output_size,
         c_floats=cells * B * spec.hidden_size,
         ws_floats=program.workspace_floats(window, B),
-        weight_floats=_weight_floats(program, packed),
+        weight_floats=weight_floats(spec),
     )
 
 

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..build import BuildError
-from ..weights import random_weights
+from ..codegen import check_prefix
+from ..weights import check_weights, random_weights
 from .folder import embedded_sources
 from .footprint import footprint
-from .schedule import embedded_program, pack_weights
+from .schedule import embedded_program
 
 # arm-none-eabi-gcc flags per core; the proof builds with exactly these.
 CPU_FLAGS = {
@@ -156,20 +157,22 @@ def report(spec: Any, weights: Mapping[str, Any] | None = None, *, prefix: str =
     from ..api import as_spec
 
     spec = as_spec(spec)
-    w = weights if weights is not None else random_weights(spec, seed=0)
-    files = embedded_sources(spec, w, prefix=prefix, max_batch=max_batch, seq_len=seq_len, chunk=chunk,
-                             time_loop=time_loop, math=math, selftest=False)
+    check_prefix(prefix)
     program = embedded_program(spec, max_batch=max_batch, seq_len=seq_len, chunk=chunk, time_loop=time_loop, math=math)
-    fp = footprint(program, pack_weights(program, w))
+    fp = footprint(program)
     measured: list[Measurement] = []
     note = ""
-    if measure_code:
-        if arm_tool("gcc") is None:
-            note = "not measured: arm-none-eabi-gcc not found"
-        else:
-            measured = [measure(files, prefix, cpu) for cpu in cpus]
-    else:
+    if not measure_code:
         note = "not measured (--no-measure)"
+    elif arm_tool("gcc") is None:
+        note = "not measured: arm-none-eabi-gcc not found"
+    else:  # only the cross compiler needs the folder (and so the weights written out as C)
+        w = weights if weights is not None else random_weights(spec, seed=0)
+        files = embedded_sources(spec, w, prefix=prefix, max_batch=max_batch, seq_len=seq_len, chunk=chunk,
+                                 time_loop=time_loop, math=math, selftest=False)
+        measured = [measure(files, prefix, cpu) for cpu in cpus]
+    if not measured and weights is not None:
+        check_weights(spec, weights)  # refuse what embedded_sources would have refused
     lines = [f"lstmgen report: {spec.summary()}; {program.schedule}"]
     code = note or ", ".join(f"{m.code_bytes(prefix)} bytes ({m.cpu})" for m in measured)
     lines += ["  " + line for line in fp.lines(code)]
