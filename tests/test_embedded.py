@@ -104,6 +104,43 @@ def test_footprint_and_unmeasured_report_format_no_weight(monkeypatch):
         embedded.report(spec, {}, measure_code=False)
 
 
+def test_static_sizes_past_the_caps_are_refused_naming_the_option(tmp_path, capsys):
+    spec = lstmgen.LSTMSpec(**KWS)
+    w = lstmgen.random_weights(spec)
+    cases = [  # (options, the option the error names); each would need GBs (issue 13 item 7)
+        (dict(seq_len=100_000_000), "lower seq_len, or leave it out"),
+        (dict(max_batch=100_000_000), r"lower max_batch \(at most 43690 rows fit\)"),
+        (dict(chunk=100_000_000, seq_len=50_000_000), "lower chunk"),
+        (dict(chunk=4, seq_len=2**31), "seq_len=2147483648 does not fit"),
+        (dict(max_batch=30_000), "self-test.*lower max_batch"),
+    ]
+    for opts, match in cases:
+        with pytest.raises(ValueError, match=match):
+            embedded.embedded_sources(spec, w, **opts)
+    bidir = lstmgen.LSTMSpec(input_size=3, hidden_size=4, bidirectional=True)
+    with pytest.raises(ValueError, match=r"MAX_STATE_BYTES\): lower seq_len$"):
+        embedded.embedded_sources(bidir, lstmgen.random_weights(bidir), seq_len=100_000_000)
+    # just under the caps: the state is exactly at most MAX_STATE_BYTES; no self-test still builds
+    per_row = embedded.footprint(embedded.embedded_program(spec)).state_bytes - 4
+    rows = (embedded.MAX_STATE_BYTES - 4) // per_row
+    fp = embedded.footprint(embedded.embedded_program(spec, max_batch=rows))
+    assert fp.state_bytes <= embedded.MAX_STATE_BYTES < fp.state_bytes + per_row
+    embedded.check_static_size(fp)
+    files = embedded.embedded_sources(spec, w, max_batch=rows, selftest=False, prefix="m")
+    assert f"#define M_STATE_BYTES {fp.state_bytes} " in files["m.h"]
+    ok = embedded.embedded_sources(spec, w, max_batch=8, prefix="m")  # and the self-test's count is exact
+    assert embedded.selftest_floats(embedded.footprint(embedded.embedded_program(spec, max_batch=8))) == sum(
+        int(n) for n in re.findall(r"^static const float (?:x_in|[yhc]_[ab])\[(\d+)\]", ok["m_selftest.c"], re.M))
+    # the CLI says so and exits 2, no traceback
+    spec_path, w_path = os.path.join(ROOT, "examples", "kws.json"), os.path.join(ROOT, "examples", "kws.npz")
+    for flags in (["--seq-len", "100000000"], ["--max-batch", "100000000"]):
+        assert cli_main(["generate", spec_path, "--weights", w_path, "--out", str(tmp_path / "big"), "--embedded", *flags]) == 2
+        assert flags[0][2:].replace("-", "_") in capsys.readouterr().err
+    assert not (tmp_path / "big").exists()
+    assert cli_main(["report", spec_path, "--seq-len", "100000000", "--no-measure"]) == 2  # report says the same
+    assert "MAX_STATE_BYTES" in capsys.readouterr().err
+
+
 def test_static_build_needs_bounded_workspace():
     bidir = lstmgen.LSTMSpec(input_size=3, hidden_size=4, bidirectional=True)
     with pytest.raises(ValueError, match="seq_len"):

@@ -23,14 +23,30 @@ One module per job, data flowing down the list:
 """
 
 from .folder import embedded_sources, generate_embedded
-from .footprint import CELL_POINTERS, POINTER_BYTES, Footprint, footprint, static_context, weight_floats
+from .footprint import (
+    CELL_POINTERS,
+    MAX_STATE_BYTES,
+    POINTER_BYTES,
+    Footprint,
+    check_static_size,
+    footprint,
+    static_context,
+    weight_floats,
+)
 from .schedule import DEFAULT_CHUNK, embedded_program, embedded_schedule, pack_weights
-from .selftest import DEFAULT_TOLERANCE, selftest_context, selftest_steps
+from .selftest import (
+    DEFAULT_TOLERANCE,
+    MAX_SELFTEST_FLOATS,
+    check_selftest_size,
+    selftest_context,
+    selftest_floats,
+    selftest_steps,
+)
 from .toolchain import CPU_FLAGS, WARN_FLAGS, Measurement, arm_tool, measure, report
 
 __all__ = [
-    "CELL_POINTERS", "CPU_FLAGS", "DEFAULT_CHUNK", "DEFAULT_TOLERANCE", "POINTER_BYTES", "WARN_FLAGS", "Footprint",
-    "Measurement", "arm_tool", "embedded_program", "embedded_schedule", "embedded_sources", "footprint",
-    "generate_embedded", "measure", "pack_weights", "report", "selftest_context", "selftest_steps", "static_context",
-    "weight_floats",
+    "CELL_POINTERS", "CPU_FLAGS", "DEFAULT_CHUNK", "DEFAULT_TOLERANCE", "MAX_SELFTEST_FLOATS", "MAX_STATE_BYTES",
+    "POINTER_BYTES", "WARN_FLAGS", "Footprint", "Measurement", "arm_tool", "check_selftest_size", "check_static_size",
+    "embedded_program", "embedded_schedule", "embedded_sources", "footprint", "generate_embedded", "measure",
+    "pack_weights", "report", "selftest_context", "selftest_floats", "selftest_steps", "static_context", "weight_floats",
 ]

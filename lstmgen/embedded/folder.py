@@ -16,9 +16,9 @@ import numpy as np
 
 from .. import __version__
 from ..codegen import _env, check_prefix, render
-from .footprint import footprint, static_context
+from .footprint import check_static_size, footprint, static_context
 from .schedule import embedded_program, pack_weights
-from .selftest import DEFAULT_TOLERANCE, selftest_context
+from .selftest import DEFAULT_TOLERANCE, check_selftest_size, selftest_context
 
 
 def embedded_sources(spec: Any, weights: Mapping[str, Any], *, prefix: str = "lstm", max_batch: int = 1,
@@ -40,8 +40,9 @@ def embedded_sources(spec: Any, weights: Mapping[str, Any], *, prefix: str = "ls
     if not (isinstance(tolerance, (int, float)) and not isinstance(tolerance, bool) and 0 < tolerance < 1):
         raise ValueError(f"tolerance must be a number in (0, 1), got {tolerance!r}")
     program = embedded_program(spec, max_batch=max_batch, seq_len=seq_len, chunk=chunk, time_loop=time_loop, math=math)
-    packed = pack_weights(program, weights, allow_nonfinite)
     fp = footprint(program)
+    check_static_size(fp)
+    packed = pack_weights(program, weights, allow_nonfinite)
     static = static_context(fp, p)
     sources = render(program, p, packed, static=static)
     files = dict(sources.files)
@@ -53,6 +54,7 @@ def embedded_sources(spec: Any, weights: Mapping[str, Any], *, prefix: str = "ls
     finite = all(np.isfinite(a).all() for c in packed for a in (c.w_ih, c.w_hh, c.bias, c.w_hr, c.w_ph) if a is not None)
     if selftest and finite:
         # (NaN/Inf weights, kept with allow_nonfinite, have no meaningful golden: no self-test then)
+        check_selftest_size(fp)
         st = selftest_context(spec, weights, fp, p, float(tolerance))
         files[f"{p}_selftest.c"] = env.get_template("selftest.c.j2").render(ctx, **st)
     files["Makefile"] = env.get_template("Makefile.j2").render(ctx, summary=spec.summary())

@@ -16,6 +16,12 @@ from ..spec import LSTMSpec
 
 POINTER_BYTES = 4  # the weight table's pointers on the 32-bit targets this folder is for
 CELL_POINTERS = 5  # w_ih, w_hh, bias, w_hr, w_ph per <p>_cell_weights
+# Largest sizeof(<p>_state) a static build accepts. The folder is for microcontrollers: the largest
+# have a few MiB of SRAM, boards with external SDRAM some tens of MiB, so a bigger state is a typo
+# in seq_len or max_batch, not a target (128 GB for --seq-len 100000000 would only crash the
+# self-test). It also keeps the struct far below the 2 GiB a C object may span on a 32-bit core.
+MAX_STATE_BYTES = 256 * 2**20
+INT32_MAX = 2**31 - 1  # T and B are int32_t in the C API
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,28 @@ def footprint(program: Program) -> Footprint:
         c_floats=cells * B * spec.hidden_size,
         ws_floats=program.workspace_floats(window, B),
         weight_floats=weight_floats(spec),
+    )
+
+
+def check_static_size(fp: Footprint) -> None:
+    """Refuse a static build whose state exceeds MAX_STATE_BYTES, naming the option to lower."""
+    sched, B = fp.schedule, fp.max_batch
+    if fp.max_seq_len > INT32_MAX:
+        raise ValueError(f"seq_len={fp.max_seq_len} does not fit the C API's int32_t T (at most {INT32_MAX})")
+    if fp.state_bytes <= MAX_STATE_BYTES:
+        return
+    row_bytes = (fp.state_bytes - 4) // B  # h, c and workspace all grow by one row per batch row
+    if B > 1 and 4 + row_bytes <= MAX_STATE_BYTES:
+        fix = f"lower max_batch (at most {(MAX_STATE_BYTES - 4) // row_bytes} rows fit)"
+    elif sched.chunk:  # the window is min(chunk, seq_len): a smaller chunk always helps
+        fix = "lower chunk"
+    else:
+        fix = "lower seq_len" + ("" if fp.spec.bidirectional or sched.time_loop == "unrolled" else
+                                 ", or leave it out: the chunked schedule's workspace does not grow with T")
+    raise ValueError(
+        f"the static state would take {fp.state_bytes} bytes ({fp.state_bytes / 2**20:.1f} MiB: h, c and a "
+        f"{fp.window}-step workspace for max_batch={B}), above the embedded cap of {MAX_STATE_BYTES // 2**20} MiB "
+        f"(MAX_STATE_BYTES): {fix}"
     )
 
 

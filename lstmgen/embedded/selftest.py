@@ -21,6 +21,10 @@ from .footprint import Footprint
 # The self-test's absolute tolerance vs the float64 reference (the README's): float32 with libm's
 # expf/tanhf, or with math='approx', whose sigmoid/tanh error (kernels.py) is far below it.
 DEFAULT_TOLERANCE = 1e-5
+# Largest self-test golden data (floats in <p>_selftest.c's arrays): 16 MiB of const floats, some
+# 60 MB of C text. More only comes from a huge max_batch (or chunk) and would take minutes to
+# compute and format here before failing to fit any target.
+MAX_SELFTEST_FLOATS = 2**22
 
 
 def selftest_steps(fp: Footprint) -> int:
@@ -32,6 +36,27 @@ def selftest_steps(fp: Footprint) -> int:
         T = 2 * sched.chunk + 1 if sched.chunk <= 8 else sched.chunk + 3
         return min(T, fp.max_seq_len) if fp.max_seq_len else T
     return min(fp.max_seq_len, 32)
+
+
+def selftest_floats(fp: Footprint) -> int:
+    """Floats in the self-test's golden arrays: x and two passes of y, h_n and c_n (see selftest_context)."""
+    spec, T, B = fp.spec, selftest_steps(fp), fp.max_batch
+    cells, R = spec.num_layers * spec.num_directions, spec.output_size
+    return T * B * (spec.input_size + 2 * spec.num_directions * R) + 2 * cells * B * (R + spec.hidden_size)
+
+
+def check_selftest_size(fp: Footprint) -> None:
+    """Refuse a self-test whose golden arrays exceed MAX_SELFTEST_FLOATS, naming the option to lower."""
+    n = selftest_floats(fp)
+    if n <= MAX_SELFTEST_FLOATS:
+        return
+    T, B = selftest_steps(fp), fp.max_batch
+    what = "max_batch" if B > 1 else ("chunk" if fp.schedule.chunk else "seq_len")
+    raise ValueError(
+        f"the self-test's golden vectors would hold {n} floats ({T} steps x max_batch={B}), above the cap of "
+        f"{MAX_SELFTEST_FLOATS} (MAX_SELFTEST_FLOATS): lower {what}, or leave the self-test out "
+        "(selftest=False, --no-selftest)"
+    )
 
 
 def _golden(spec: LSTMSpec, weights: Mapping[str, Any], T: int, B: int, seed: int) -> dict[str, Any]:

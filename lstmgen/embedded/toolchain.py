@@ -21,7 +21,7 @@ from ..build import BuildError
 from ..codegen import check_prefix
 from ..weights import check_weights, random_weights
 from .folder import embedded_sources
-from .footprint import footprint
+from .footprint import check_static_size, footprint
 from .schedule import embedded_program
 
 # arm-none-eabi-gcc flags per core; the proof builds with exactly these.
@@ -160,6 +160,7 @@ def report(spec: Any, weights: Mapping[str, Any] | None = None, *, prefix: str =
     check_prefix(prefix)
     program = embedded_program(spec, max_batch=max_batch, seq_len=seq_len, chunk=chunk, time_loop=time_loop, math=math)
     fp = footprint(program)
+    check_static_size(fp)  # what embedded_sources refuses, measured or not
     measured: list[Measurement] = []
     note = ""
     if not measure_code:
