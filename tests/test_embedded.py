@@ -30,6 +30,7 @@ import lstmgen
 from lstmgen import embedded
 from lstmgen.cli import main as cli_main
 from lstmgen.schedule import build_program
+from lstmgen.weights import pack
 
 GENERATED = os.path.join(ROOT, "generated")
 KWS = dict(input_size=40, hidden_size=64, num_layers=2)  # examples/kws.json
@@ -64,6 +65,80 @@ def test_footprint_is_exact_for_the_kws_example():
     assert f"#define KWS_WEIGHTS_BYTES {fp.weights_bytes} " in header
     assert f"RAM               {fp.state_bytes} bytes" in header
     assert f"MACs per step     {fp.macs_per_step} per batch row" in header
+
+
+@pytest.mark.parametrize("shape", [
+    dict(input_size=5, hidden_size=16),
+    dict(input_size=4, hidden_size=12, proj_size=5),
+    dict(input_size=8, hidden_size=32, num_layers=2, bidirectional=True, proj_size=8),
+    dict(input_size=3, hidden_size=8, peepholes=True),
+    dict(input_size=3, hidden_size=20, bias=False),
+    dict(input_size=6, hidden_size=24, num_layers=3),
+    dict(input_size=2, hidden_size=12, num_layers=2, bidirectional=True, bias=False, peepholes=True, proj_size=3),
+])
+def test_weight_floats_formula_counts_the_packed_arrays(shape):
+    spec = lstmgen.LSTMSpec(**shape)
+    w = lstmgen.random_weights(spec)
+    H = spec.hidden_size
+    for unit_block in [0] + [u for u in (1, 2, 4, 8) if H % u == 0]:  # the gate-blocked layouts hold as many floats
+        cells = pack(spec, w, unit_block=unit_block)
+        counted = sum(a.size for c in cells for a in (c.w_ih, c.w_hh, c.bias, c.w_hr, c.w_ph) if a is not None)
+        assert embedded.weight_floats(spec) == counted, unit_block
+    files = embedded.embedded_sources(spec, w, prefix="m", seq_len=5, selftest=False)
+    fp = embedded.footprint(embedded.embedded_program(spec, seq_len=5))
+    written = sum(int(n) for n in re.findall(r"^static const float m_\w+\[(\d+)\]", files["m_weights.c"], re.M))
+    assert fp.weight_floats == written
+
+
+def test_footprint_and_unmeasured_report_format_no_weight(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a weight was packed or written out as C")
+
+    monkeypatch.setattr(lstmgen.codegen, "c_float", refuse)
+    monkeypatch.setattr(lstmgen.embedded.schedule, "pack", refuse)
+    spec = lstmgen.LSTMSpec(**KWS)
+    fp = embedded.footprint(embedded.embedded_program(spec))
+    text = embedded.report(spec, prefix="kws", measure_code=False)
+    assert f"flash, weights    {fp.weights_bytes} bytes" in text
+    with pytest.raises(ValueError, match="missing weight"):  # given weights are still checked
+        embedded.report(spec, {}, measure_code=False)
+
+
+def test_static_sizes_past_the_caps_are_refused_naming_the_option(tmp_path, capsys):
+    spec = lstmgen.LSTMSpec(**KWS)
+    w = lstmgen.random_weights(spec)
+    cases = [  # (options, the option the error names); each would need GBs (issue 13 item 7)
+        (dict(seq_len=100_000_000), "lower seq_len, or leave it out"),
+        (dict(max_batch=100_000_000), r"lower max_batch \(at most 43690 rows fit\)"),
+        (dict(chunk=100_000_000, seq_len=50_000_000), "lower chunk"),
+        (dict(chunk=4, seq_len=2**31), "seq_len=2147483648 does not fit"),
+        (dict(max_batch=30_000), "self-test.*lower max_batch"),
+    ]
+    for opts, match in cases:
+        with pytest.raises(ValueError, match=match):
+            embedded.embedded_sources(spec, w, **opts)
+    bidir = lstmgen.LSTMSpec(input_size=3, hidden_size=4, bidirectional=True)
+    with pytest.raises(ValueError, match=r"MAX_STATE_BYTES\): lower seq_len$"):
+        embedded.embedded_sources(bidir, lstmgen.random_weights(bidir), seq_len=100_000_000)
+    # just under the caps: the state is exactly at most MAX_STATE_BYTES; no self-test still builds
+    per_row = embedded.footprint(embedded.embedded_program(spec)).state_bytes - 4
+    rows = (embedded.MAX_STATE_BYTES - 4) // per_row
+    fp = embedded.footprint(embedded.embedded_program(spec, max_batch=rows))
+    assert fp.state_bytes <= embedded.MAX_STATE_BYTES < fp.state_bytes + per_row
+    embedded.check_static_size(fp)
+    files = embedded.embedded_sources(spec, w, max_batch=rows, selftest=False, prefix="m")
+    assert f"#define M_STATE_BYTES {fp.state_bytes} " in files["m.h"]
+    ok = embedded.embedded_sources(spec, w, max_batch=8, prefix="m")  # and the self-test's count is exact
+    assert embedded.selftest_floats(embedded.footprint(embedded.embedded_program(spec, max_batch=8))) == sum(
+        int(n) for n in re.findall(r"^static const float (?:x_in|[yhc]_[ab])\[(\d+)\]", ok["m_selftest.c"], re.M))
+    # the CLI says so and exits 2, no traceback
+    spec_path, w_path = os.path.join(ROOT, "examples", "kws.json"), os.path.join(ROOT, "examples", "kws.npz")
+    for flags in (["--seq-len", "100000000"], ["--max-batch", "100000000"]):
+        assert cli_main(["generate", spec_path, "--weights", w_path, "--out", str(tmp_path / "big"), "--embedded", *flags]) == 2
+        assert flags[0][2:].replace("-", "_") in capsys.readouterr().err
+    assert not (tmp_path / "big").exists()
+    assert cli_main(["report", spec_path, "--seq-len", "100000000", "--no-measure"]) == 2  # report says the same
+    assert "MAX_STATE_BYTES" in capsys.readouterr().err
 
 
 def test_static_build_needs_bounded_workspace():

@@ -1,0 +1,164 @@
+"""The footprint of a static build: flash for the weights, RAM for the state, MACs per step.
+
+Input: a Program on a static schedule (schedule.max_batch set, plus a fixed seq_len or a chunk).
+Output: a frozen `Footprint` (exact sizes on a 32-bit target with 4-byte floats) and
+`static_context`, the plain values static.h.j2 and state.c.j2 spell from it.
+
+Code bytes and stack use are not known here: they come from cross-compiling (toolchain.measure).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..abi import FIELD_NAMES
+from ..schedule import Schedule, ScheduledProgram
+from ..spec import LSTMSpec
+
+POINTER_BYTES = 4  # the weight table's pointers on the 32-bit targets this folder is for
+CELL_POINTERS = len(FIELD_NAMES)  # pointers per <p>_cell_weights (abi.WEIGHT_FIELDS)
+# Largest sizeof(<p>_state) a static build accepts. The folder is for microcontrollers: the largest
+# have a few MiB of SRAM, boards with external SDRAM some tens of MiB, so a bigger state is a typo
+# in seq_len or max_batch, not a target (128 GB for --seq-len 100000000 would only crash the
+# self-test). It also keeps the struct far below the 2 GiB a C object may span on a 32-bit core.
+MAX_STATE_BYTES = 256 * 2**20
+INT32_MAX = 2**31 - 1  # T and B are int32_t in the C API
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """Sizes of a static build, all exact: bytes on a 32-bit target with 4-byte floats."""
+
+    spec: LSTMSpec
+    schedule: Schedule
+    max_batch: int
+    window: int  # time steps whose workspace is live at once
+    max_seq_len: int  # longest T for a whole-sequence call (0: any T)
+    h_floats: int  # (L*D, max_batch, R)
+    c_floats: int  # (L*D, max_batch, H)
+    ws_floats: int  # workspace_floats(window, max_batch)
+    weight_floats: int  # floats in <p>_weights.c (kernel layout, biases folded)
+
+    @property
+    def parameters(self) -> int:
+        return self.spec.num_parameters
+
+    @property
+    def weight_table_bytes(self) -> int:
+        return self.spec.num_layers * self.spec.num_directions * CELL_POINTERS * POINTER_BYTES
+
+    @property
+    def weights_bytes(self) -> int:
+        """Flash for the weights: the float arrays plus the <p>_model_weights pointer table."""
+        return 4 * self.weight_floats + self.weight_table_bytes
+
+    @property
+    def state_bytes(self) -> int:
+        """RAM: sizeof(<p>_state) = int32 batch + h + c + workspace."""
+        return 4 + 4 * (self.h_floats + self.c_floats + self.ws_floats)
+
+    @property
+    def macs_per_step(self) -> int:
+        """Multiply-accumulates per time step and batch row (all layers and directions)."""
+        return self.spec.macs_per_step()
+
+    def lines(self, code: str) -> list[str]:
+        """The footprint as aligned text lines (header comment, README, report)."""
+        return [
+            f"parameters        {self.parameters} (floats in the state_dict)",
+            f"flash, weights    {self.weights_bytes} bytes: {self.weight_floats} floats in kernel layout "
+            f"(biases folded) + {self.weight_table_bytes}-byte pointer table",
+            f"flash, code       {code}",
+            f"RAM               {self.state_bytes} bytes = sizeof(state): h {4 * self.h_floats} + c {4 * self.c_floats}"
+            f" + workspace {4 * self.ws_floats} + batch 4",
+            f"MACs per step     {self.macs_per_step} per batch row (max batch {self.max_batch})",
+        ]
+
+
+def weight_floats(spec: LSTMSpec) -> int:
+    """Floats in <p>_weights.c, by formula: per (layer k, direction) cell the packed arrays
+
+        w_ih (I_k, 4H) + w_hh (R, 4H) + bias (4H, b_ih + b_hh folded) + w_hr (H, P) + w_ph (3H)
+
+    (bias only with bias=True, w_hr only with a projection, w_ph only with peepholes). The
+    gate-blocked layout, (NB, I_k, 4U) with NB * U = H, reorders the same elements: the count
+    depends on the spec alone, so no weight is packed or formatted to know it."""
+    H, R, P, D = spec.hidden_size, spec.output_size, spec.proj_size, spec.num_directions
+    per_cell = 4 * H * R + (4 * H if spec.bias else 0) + H * P + (3 * H if spec.peepholes else 0)
+    return sum(D * (4 * H * spec.layer_input_size(k) + per_cell) for k in range(spec.num_layers))
+
+
+def footprint(program: ScheduledProgram) -> Footprint:
+    """Exact sizes of the static build of a scheduled Program (schedule.max_batch must be set)."""
+    spec, sched = program.spec, program.schedule
+    if not sched.max_batch:
+        raise ValueError("footprint needs a static schedule: set max_batch (see embedded_schedule)")
+    if sched.chunk and sched.seq_len:
+        window = min(sched.chunk, sched.seq_len)
+    else:
+        window = sched.chunk or sched.seq_len or 0
+    if window < 1:
+        raise ValueError("footprint needs a fixed seq_len or a chunked schedule")
+    cells, B = spec.num_layers * spec.num_directions, sched.max_batch
+    return Footprint(
+        spec=spec,
+        schedule=sched,
+        max_batch=B,
+        window=window,
+        max_seq_len=sched.seq_len or 0,
+        h_floats=cells * B * spec.output_size,
+        c_floats=cells * B * spec.hidden_size,
+        ws_floats=program.workspace_floats(window, B),
+        weight_floats=weight_floats(spec),
+    )
+
+
+def check_static_size(fp: Footprint) -> None:
+    """Refuse a static build whose state exceeds MAX_STATE_BYTES, naming the option to lower."""
+    sched, B = fp.schedule, fp.max_batch
+    if fp.max_seq_len > INT32_MAX:
+        raise ValueError(f"seq_len={fp.max_seq_len} does not fit the C API's int32_t T (at most {INT32_MAX})")
+    if fp.state_bytes <= MAX_STATE_BYTES:
+        return
+    row_bytes = (fp.state_bytes - 4) // B  # h, c and workspace all grow by one row per batch row
+    if B > 1 and 4 + row_bytes <= MAX_STATE_BYTES:
+        fix = f"lower max_batch (at most {(MAX_STATE_BYTES - 4) // row_bytes} rows fit)"
+    elif sched.chunk:  # the window is min(chunk, seq_len): a smaller chunk always helps
+        fix = "lower chunk"
+    else:
+        fix = "lower seq_len" + ("" if fp.spec.bidirectional or sched.time_loop == "unrolled" else
+                                 ", or leave it out: the chunked schedule's workspace does not grow with T")
+    raise ValueError(
+        f"the static state would take {fp.state_bytes} bytes ({fp.state_bytes / 2**20:.1f} MiB: h, c and a "
+        f"{fp.window}-step workspace for max_batch={B}), above the embedded cap of {MAX_STATE_BYTES // 2**20} MiB "
+        f"(MAX_STATE_BYTES): {fix}"
+    )
+
+
+def static_context(fp: Footprint, prefix: str) -> dict:
+    """What static.h.j2 and state.c.j2 spell."""
+    sched = fp.schedule
+    P = prefix.upper()
+    if sched.time_loop == "unrolled":
+        seq_doc = "T must equal it (unrolled)"
+        forward_doc = f"T must be {P}_MAX_SEQ_LEN (the time loop is unrolled)."
+    elif fp.max_seq_len:
+        seq_doc = "longest T of a whole-sequence call"
+        forward_doc = f"1 <= T <= {P}_MAX_SEQ_LEN."
+    else:
+        seq_doc = "0: any T (the chunked schedule's workspace does not grow with T)"
+        forward_doc = f"any T >= 1 (it runs in {sched.chunk}-step windows)."
+    return dict(
+        summary=f"{fp.spec.summary()}; {sched}",
+        footprint=fp.lines("`make size` in the embedded folder (arm-none-eabi-size); `lstmgen report` measures it"),
+        max_batch=fp.max_batch,
+        max_seq_len=fp.max_seq_len,
+        window=fp.window,
+        h_floats=fp.h_floats,
+        c_floats=fp.c_floats,
+        ws_floats=fp.ws_floats,
+        state_bytes=fp.state_bytes,
+        weights_bytes=fp.weights_bytes,
+        seq_doc=seq_doc,
+        forward_doc=forward_doc,
+    )
