@@ -43,6 +43,7 @@ ERRORS = (
     ("ERR_WORKSPACE", -4, "the workspace is smaller than *_workspace_floats(T, B)"),
     ("ERR_WEIGHTS", -5, "a weight pointer the model needs is NULL"),
     ("ERR_OVERFLOW", -6, "T * B is too large to address"),
+    ("ERR_ALIAS", -7, "an output buffer overlaps another buffer (only h_n == h0 and c_n == c0 exactly may share)"),
 )
 ERROR_TEXT = {value: f"{name}: {doc}" for name, value, doc in ERRORS}
 

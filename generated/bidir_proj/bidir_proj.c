@@ -208,6 +208,21 @@ static int bidir_proj_check_weights(const bidir_proj_weights *w)
     return 1;
 }
 
+/* Floats of n rows of k floats, saturating: a size past any real buffer stays comparable. */
+static uint64_t bidir_proj_span(uint64_t n, uint64_t k)
+{
+    return k != 0 && n > UINT64_MAX / k ? UINT64_MAX : n * k;
+}
+
+/* Do [a, a + an floats) and [b, b + bn floats) share memory? (addresses compared as integers) */
+static int bidir_proj_overlap(const void *a, uint64_t an, const void *b, uint64_t bn)
+{
+    const uintptr_t a0 = (uintptr_t)a, b0 = (uintptr_t)b;
+    const uint64_t ab = an > (UINT64_MAX - a0) / sizeof(float) ? UINT64_MAX - a0 : an * sizeof(float);
+    const uint64_t bb = bn > (UINT64_MAX - b0) / sizeof(float) ? UINT64_MAX - b0 : bn * sizeof(float);
+    return a0 < b0 + bb && b0 < a0 + ab;
+}
+
 int64_t bidir_proj_workspace_floats(int32_t T, int32_t B)
 {
     if (T < 1 || B < 1) {
@@ -249,6 +264,32 @@ int bidir_proj_forward(const bidir_proj_weights *w, const float *x, int32_t T, i
     }
     const size_t h_floats = (size_t)4 * (size_t)B * BIDIR_PROJ_OUTPUT_SIZE;
     const size_t c_floats = (size_t)4 * (size_t)B * BIDIR_PROJ_HIDDEN_SIZE;
+    {
+        /* outputs (y, h_n, c_n, ws) share no memory with each other or with the inputs (x,
+         * lengths, h0, c0), except h_n == h0 and c_n == c0 exactly (state updated in place) */
+        const uint64_t rows = (uint64_t)T * (uint64_t)B;
+        const uint64_t nx = bidir_proj_span(rows, BIDIR_PROJ_INPUT_SIZE), ny = bidir_proj_span(rows, 16);
+        const uint64_t nl = (uint64_t)B; /* int32_t, the size of a float */
+        if (bidir_proj_overlap(y, ny, x, nx) || bidir_proj_overlap(y, ny, h_n, h_floats) || bidir_proj_overlap(y, ny, c_n, c_floats)
+            || bidir_proj_overlap(y, ny, ws, (uint64_t)need) || bidir_proj_overlap(h_n, h_floats, c_n, c_floats)
+            || bidir_proj_overlap(h_n, h_floats, x, nx) || bidir_proj_overlap(c_n, c_floats, x, nx)
+            || bidir_proj_overlap(ws, (uint64_t)need, x, nx) || bidir_proj_overlap(ws, (uint64_t)need, h_n, h_floats)
+            || bidir_proj_overlap(ws, (uint64_t)need, c_n, c_floats)) {
+            return BIDIR_PROJ_ERR_ALIAS;
+        }
+        if (lengths != NULL && (bidir_proj_overlap(y, ny, lengths, nl) || bidir_proj_overlap(h_n, h_floats, lengths, nl)
+                                || bidir_proj_overlap(c_n, c_floats, lengths, nl) || bidir_proj_overlap(ws, (uint64_t)need, lengths, nl))) {
+            return BIDIR_PROJ_ERR_ALIAS;
+        }
+        if ((h0 != NULL && h0 != h_n && (bidir_proj_overlap(h0, h_floats, h_n, h_floats) || bidir_proj_overlap(h0, h_floats, c_n, c_floats)
+                                         || bidir_proj_overlap(h0, h_floats, y, ny) || bidir_proj_overlap(h0, h_floats, ws, (uint64_t)need)))
+            || (c0 != NULL && c0 != c_n && (bidir_proj_overlap(c0, c_floats, c_n, c_floats) || bidir_proj_overlap(c0, c_floats, h_n, h_floats)
+                                            || bidir_proj_overlap(c0, c_floats, y, ny) || bidir_proj_overlap(c0, c_floats, ws, (uint64_t)need)))
+            || (h0 != NULL && h0 == h_n && bidir_proj_overlap(h0, h_floats, c_n, c_floats))
+            || (c0 != NULL && c0 == c_n && bidir_proj_overlap(c0, c_floats, h_n, h_floats))) {
+            return BIDIR_PROJ_ERR_ALIAS;
+        }
+    }
     if (h0 != NULL) {
         memmove(h_n, h0, sizeof(float) * h_floats);
     } else {

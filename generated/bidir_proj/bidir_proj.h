@@ -29,6 +29,7 @@ extern "C" {
 #define BIDIR_PROJ_ERR_WORKSPACE (-4) /* the workspace is smaller than *_workspace_floats(T, B) */
 #define BIDIR_PROJ_ERR_WEIGHTS (-5) /* a weight pointer the model needs is NULL */
 #define BIDIR_PROJ_ERR_OVERFLOW (-6) /* T * B is too large to address */
+#define BIDIR_PROJ_ERR_ALIAS (-7) /* an output buffer overlaps another buffer (only h_n == h0 and c_n == c0 exactly may share) */
 
 /*
  * Semantics are torch.nn.LSTM's at inference (gate order i, f, g, o; h has R = BIDIR_PROJ_OUTPUT_SIZE
@@ -56,7 +57,9 @@ int64_t bidir_proj_workspace_floats(int32_t T, int32_t B);
 
 /* Whole sequence. x is (B, T, 16), y is (B, T, 16). lengths (B) may be NULL (all T),
  * else 1 <= lengths[b] <= T: y is 0 past each length and h_n/c_n hold each row's last valid step.
- * h0 (L*D, B, R) and c0 (L*D, B, H) may be NULL (zeros). h_n, c_n receive the final state. */
+ * h0 (L*D, B, R) and c0 (L*D, B, H) may be NULL (zeros). h_n, c_n receive the final state.
+ * The outputs (y, h_n, c_n, ws) share no memory with each other or with the inputs, except
+ * h_n == h0 and c_n == c0 exactly (state updated in place); any other overlap: BIDIR_PROJ_ERR_ALIAS. */
 int bidir_proj_forward(const bidir_proj_weights *w, const float *x, int32_t T, int32_t B,
     const int32_t *lengths, const float *h0, const float *c0,
     float *y, float *h_n, float *c_n, float *ws, int64_t ws_floats);

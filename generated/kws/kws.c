@@ -184,6 +184,21 @@ static int kws_check_weights(const kws_weights *w)
     return 1;
 }
 
+/* Floats of n rows of k floats, saturating: a size past any real buffer stays comparable. */
+static uint64_t kws_span(uint64_t n, uint64_t k)
+{
+    return k != 0 && n > UINT64_MAX / k ? UINT64_MAX : n * k;
+}
+
+/* Do [a, a + an floats) and [b, b + bn floats) share memory? (addresses compared as integers) */
+static int kws_overlap(const void *a, uint64_t an, const void *b, uint64_t bn)
+{
+    const uintptr_t a0 = (uintptr_t)a, b0 = (uintptr_t)b;
+    const uint64_t ab = an > (UINT64_MAX - a0) / sizeof(float) ? UINT64_MAX - a0 : an * sizeof(float);
+    const uint64_t bb = bn > (UINT64_MAX - b0) / sizeof(float) ? UINT64_MAX - b0 : bn * sizeof(float);
+    return a0 < b0 + bb && b0 < a0 + ab;
+}
+
 int64_t kws_workspace_floats(int32_t T, int32_t B)
 {
     if (T < 1 || B < 1) {
@@ -225,6 +240,32 @@ int kws_forward(const kws_weights *w, const float *x, int32_t T, int32_t B,
     }
     const size_t h_floats = (size_t)2 * (size_t)B * KWS_OUTPUT_SIZE;
     const size_t c_floats = (size_t)2 * (size_t)B * KWS_HIDDEN_SIZE;
+    {
+        /* outputs (y, h_n, c_n, ws) share no memory with each other or with the inputs (x,
+         * lengths, h0, c0), except h_n == h0 and c_n == c0 exactly (state updated in place) */
+        const uint64_t rows = (uint64_t)T * (uint64_t)B;
+        const uint64_t nx = kws_span(rows, KWS_INPUT_SIZE), ny = kws_span(rows, 64);
+        const uint64_t nl = (uint64_t)B; /* int32_t, the size of a float */
+        if (kws_overlap(y, ny, x, nx) || kws_overlap(y, ny, h_n, h_floats) || kws_overlap(y, ny, c_n, c_floats)
+            || kws_overlap(y, ny, ws, (uint64_t)need) || kws_overlap(h_n, h_floats, c_n, c_floats)
+            || kws_overlap(h_n, h_floats, x, nx) || kws_overlap(c_n, c_floats, x, nx)
+            || kws_overlap(ws, (uint64_t)need, x, nx) || kws_overlap(ws, (uint64_t)need, h_n, h_floats)
+            || kws_overlap(ws, (uint64_t)need, c_n, c_floats)) {
+            return KWS_ERR_ALIAS;
+        }
+        if (lengths != NULL && (kws_overlap(y, ny, lengths, nl) || kws_overlap(h_n, h_floats, lengths, nl)
+                                || kws_overlap(c_n, c_floats, lengths, nl) || kws_overlap(ws, (uint64_t)need, lengths, nl))) {
+            return KWS_ERR_ALIAS;
+        }
+        if ((h0 != NULL && h0 != h_n && (kws_overlap(h0, h_floats, h_n, h_floats) || kws_overlap(h0, h_floats, c_n, c_floats)
+                                         || kws_overlap(h0, h_floats, y, ny) || kws_overlap(h0, h_floats, ws, (uint64_t)need)))
+            || (c0 != NULL && c0 != c_n && (kws_overlap(c0, c_floats, c_n, c_floats) || kws_overlap(c0, c_floats, h_n, h_floats)
+                                            || kws_overlap(c0, c_floats, y, ny) || kws_overlap(c0, c_floats, ws, (uint64_t)need)))
+            || (h0 != NULL && h0 == h_n && kws_overlap(h0, h_floats, c_n, c_floats))
+            || (c0 != NULL && c0 == c_n && kws_overlap(c0, c_floats, h_n, h_floats))) {
+            return KWS_ERR_ALIAS;
+        }
+    }
     if (h0 != NULL) {
         memmove(h_n, h0, sizeof(float) * h_floats);
     } else {
@@ -260,6 +301,18 @@ int kws_step(const kws_weights *w, const float *x, int32_t B,
     }
     if (!kws_check_weights(w)) {
         return KWS_ERR_WEIGHTS;
+    }
+    {
+        /* y, h, c and ws share no memory with each other or with x */
+        const uint64_t nh = (uint64_t)2 * (uint64_t)B * KWS_OUTPUT_SIZE;
+        const uint64_t nc = (uint64_t)2 * (uint64_t)B * KWS_HIDDEN_SIZE;
+        const uint64_t nx = (uint64_t)B * KWS_INPUT_SIZE, ny = (uint64_t)B * KWS_OUTPUT_SIZE, nw = (uint64_t)need;
+        if (kws_overlap(y, ny, x, nx) || kws_overlap(y, ny, h, nh) || kws_overlap(y, ny, c, nc)
+            || kws_overlap(y, ny, ws, nw) || kws_overlap(h, nh, c, nc) || kws_overlap(h, nh, x, nx)
+            || kws_overlap(c, nc, x, nx) || kws_overlap(ws, nw, x, nx) || kws_overlap(ws, nw, h, nh)
+            || kws_overlap(ws, nw, c, nc)) {
+            return KWS_ERR_ALIAS;
+        }
     }
     const int64_t x_st = (int64_t)B * KWS_INPUT_SIZE, y_st = (int64_t)B * KWS_OUTPUT_SIZE;
     kws_window(w, x, x_st, KWS_INPUT_SIZE, 0, 1, B, NULL, h, c, y, y_st, KWS_OUTPUT_SIZE, ws);

@@ -29,6 +29,7 @@ extern "C" {
 #define KWS_ERR_WORKSPACE (-4) /* the workspace is smaller than *_workspace_floats(T, B) */
 #define KWS_ERR_WEIGHTS (-5) /* a weight pointer the model needs is NULL */
 #define KWS_ERR_OVERFLOW (-6) /* T * B is too large to address */
+#define KWS_ERR_ALIAS (-7) /* an output buffer overlaps another buffer (only h_n == h0 and c_n == c0 exactly may share) */
 
 /*
  * Semantics are torch.nn.LSTM's at inference (gate order i, f, g, o; h has R = KWS_OUTPUT_SIZE
@@ -56,13 +57,16 @@ int64_t kws_workspace_floats(int32_t T, int32_t B);
 
 /* Whole sequence. x is (T, B, 40), y is (T, B, 64). lengths (B) may be NULL (all T),
  * else 1 <= lengths[b] <= T: y is 0 past each length and h_n/c_n hold each row's last valid step.
- * h0 (L*D, B, R) and c0 (L*D, B, H) may be NULL (zeros). h_n, c_n receive the final state. */
+ * h0 (L*D, B, R) and c0 (L*D, B, H) may be NULL (zeros). h_n, c_n receive the final state.
+ * The outputs (y, h_n, c_n, ws) share no memory with each other or with the inputs, except
+ * h_n == h0 and c_n == c0 exactly (state updated in place); any other overlap: KWS_ERR_ALIAS. */
 int kws_forward(const kws_weights *w, const float *x, int32_t T, int32_t B,
     const int32_t *lengths, const float *h0, const float *c0,
     float *y, float *h_n, float *c_n, float *ws, int64_t ws_floats);
 
 /* Streaming: one time step for B rows. x is (B, I), y is (B, R); h (L, B, R) and c (L, B, H)
- * are the caller's state, updated in place. ws needs kws_workspace_floats(1, B) floats. */
+ * are the caller's state, updated in place. ws needs kws_workspace_floats(1, B) floats.
+ * x, y, h, c and ws share no memory (KWS_ERR_ALIAS otherwise). */
 int kws_step(const kws_weights *w, const float *x, int32_t B,
     float *h, float *c, float *y, float *ws, int64_t ws_floats);
 
