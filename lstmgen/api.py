@@ -21,6 +21,7 @@ from . import build as _build
 from . import kernels
 from .codegen import Sources, check_prefix, render
 from .importers import from_torch
+from .output import write_files
 from .runtime import Model
 from .schedule import PLAN_KNOBS, Schedule, ScheduledProgram, build_program
 from .spec import LSTMSpec
@@ -146,21 +147,15 @@ def schedule_for(spec: Any, *, time_loop: str = "looped", seq_len: int | None = 
 def generate(spec: Any, weights: Mapping[str, Any] | None, out_dir: str | os.PathLike[str], *,
              prefix: str = "lstm", time_loop: str = "looped", seq_len: int | None = None,
              chunk: int = 0, target: str = "portable", math: str = "libm",
-             allow_nonfinite: bool = False, plan: Mapping[str, Any] | None = None) -> list[str]:
+             allow_nonfinite: bool = False, plan: Mapping[str, Any] | None = None, force: bool = False) -> list[str]:
     """Write standalone C for the spec into out_dir: <prefix>.h, <prefix>.c and, when weights are
     given, <prefix>_weights.c with them as static const arrays. Returns the paths written.
 
     target 'portable' (default) is plain C99 for any compiler; 'avx2', 'avx512', 'neon' or
     'native' (this machine's) emit intrinsics that need the matching compiler flags (the .c
-    says which). math 'libm' (default) or 'approx' (no libm calls for the torch cell)."""
+    says which). math 'libm' (default) or 'approx' (no libm calls for the torch cell).
+    Existing files are replaced only when lstmgen wrote them (force=True: any regular file);
+    symlinks are never written through (output.write_files)."""
     sources = generate_sources(spec, weights, prefix=prefix, time_loop=time_loop, seq_len=seq_len,
                                chunk=chunk, target=target, math=math, allow_nonfinite=allow_nonfinite, plan=plan)
-    out_dir = os.fspath(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
-    paths = []
-    for name, text in sorted(sources.files.items()):
-        path = os.path.join(out_dir, name)
-        with open(path, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        paths.append(path)
-    return paths
+    return write_files(out_dir, sources.files, force=force)

@@ -56,7 +56,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         paths = generate_embedded(spec, weights, args.out, prefix=args.prefix, max_batch=args.max_batch,
                                   seq_len=args.seq_len, chunk=args.chunk or None, time_loop=args.time_loop,
                                   math=args.math, selftest=not args.no_selftest, tolerance=args.tolerance,
-                                  allow_nonfinite=args.allow_nonfinite)
+                                  allow_nonfinite=args.allow_nonfinite, force=args.force)
         for path in paths:
             print(path)
         return 0
@@ -64,7 +64,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise ValueError("--max-batch, --no-selftest and --tolerance only apply with --embedded")
     paths = generate(spec, weights, args.out, prefix=args.prefix, time_loop=args.time_loop,
                      seq_len=args.seq_len, chunk=args.chunk, target=args.target, math=args.math,
-                     allow_nonfinite=args.allow_nonfinite)
+                     allow_nonfinite=args.allow_nonfinite, force=args.force)
     for path in paths:
         print(path)
     return 0
@@ -240,6 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     g.add_argument("--out", required=True, help="output folder")
     g.add_argument("--prefix", default="lstm", help="C symbol prefix (a C identifier)")
     g.add_argument("--allow-nonfinite", action="store_true", help="keep NaN/Inf weights instead of refusing them")
+    g.add_argument("--force", action="store_true",
+                   help="replace files in --out that lstmgen did not write (never writes through symlinks)")
     g.add_argument("--embedded", action="store_true",
                    help="write a self-contained folder for a microcontroller: static-memory API (<prefix>_state.c), "
                         "self-test with golden vectors, Makefile, README (needs --weights; default schedule: --chunk 4 "

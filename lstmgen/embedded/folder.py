@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import __version__
 from ..codegen import _env, check_prefix, render
+from ..output import write_files
 from .footprint import check_static_size, footprint, static_context
 from .schedule import embedded_program, pack_weights
 from .selftest import DEFAULT_TOLERANCE, check_selftest_size, selftest_context
@@ -65,15 +66,11 @@ def embedded_sources(spec: Any, weights: Mapping[str, Any], *, prefix: str = "ls
     return files
 
 
-def generate_embedded(spec: Any, weights: Mapping[str, Any], out_dir: str | os.PathLike[str], **options: Any) -> list[str]:
-    """Write the embedded folder into out_dir (created if needed); return the paths written."""
+def generate_embedded(spec: Any, weights: Mapping[str, Any], out_dir: str | os.PathLike[str], *, force: bool = False,
+                      **options: Any) -> list[str]:
+    """Write the embedded folder into out_dir (created if needed); return the paths written.
+
+    A file already there (a Makefile or README.md of the user's, say) is replaced only when
+    lstmgen wrote it, or with force=True; symlinks are never written through (output.write_files)."""
     files = embedded_sources(spec, weights, **options)
-    out = os.fspath(out_dir)
-    os.makedirs(out, exist_ok=True)
-    paths = []
-    for name, text in sorted(files.items()):
-        path = os.path.join(out, name)
-        with open(path, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        paths.append(path)
-    return paths
+    return write_files(out_dir, files, force=force)
