@@ -1,0 +1,179 @@
+"""lstmgen inside real applications (issue 13): the build neither reads the caller's compiler
+settings nor touches process-wide state, the cache trusts only what this user made, kept
+workspaces are bounded, fork and threads cannot wedge a Model or a Stream, torch dtypes convert.
+
+Scenarios whose failure would poison the test process (a fast-math library sets flush-to-zero for
+everyone once loaded; an ASan library aborts on load) run in fresh subprocesses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import lstmgen
+from lstmgen import build
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# A model of its own (hidden_size=7 is used nowhere else), so every run below really builds.
+SCRIPT = r"""
+import json, os, sys
+import numpy as np
+import lstmgen
+from lstmgen import build
+spec = lstmgen.LSTMSpec(input_size=3, hidden_size=7)
+w = lstmgen.random_weights(spec, seed=2)
+x = np.linspace(-1, 1, 24, dtype=np.float32).reshape(4, 2, 3)
+x[0, 0, 1] = np.nan
+out, _ = lstmgen.compile(spec, w, prefix="safetyenv")(x)
+ref, _ = lstmgen.reference.lstm_forward(spec, w, x)
+tiny = np.array([1e-40], np.float32)
+print(json.dumps({"compiles": build.stats["compiles"], "hits": build.stats["cache_hits"],
+                  "nan_kept": bool(np.isnan(out[:, 0]).all()),
+                  "err": float(np.abs(out[:, 1] - ref[:, 1]).max()),
+                  "denormals_kept": float((tiny * np.float32(1.0))[0]) != 0.0}))
+"""
+
+
+def run_script(cache: str, **env_extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("CFLAGS", "LDFLAGS", "CC", "LSTMGEN_CC", "LSTMGEN_CFLAGS")}
+    env.update(LSTMGEN_CACHE_DIR=cache, PYTHONPATH=ROOT, **env_extra)
+    proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"subprocess failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert res["err"] < 1e-5, res
+    return res
+
+
+def cache_entries(cache: str) -> list[str]:
+    return sorted(n for n in os.listdir(cache) if not n.startswith("."))
+
+
+# ---- 1: the caller's $CFLAGS / $LDFLAGS / $CC cannot change what is built -------------------
+
+
+def test_cflags_fast_math_is_ignored(tmp_path):
+    cache = str(tmp_path / "c")
+    first = run_script(cache, CFLAGS="-ffast-math -Ofast", LDFLAGS="-ffast-math")
+    assert first["compiles"] == 1
+    assert first["nan_kept"], "a NaN input gave finite outputs: $CFLAGS reached the compiler"
+    assert first["denormals_kept"], "loading the library switched the process to flush-to-zero"
+    entries = cache_entries(cache)
+    second = run_script(cache)  # without the variables: the same entry, no compile
+    assert second["compiles"] == 0 and second["hits"] == 1 and second["nan_kept"]
+    assert cache_entries(cache) == entries
+
+
+def test_cflags_sanitizer_has_no_effect(tmp_path):
+    cache = str(tmp_path / "c")
+    first = run_script(cache, CFLAGS="-fsanitize=address", LDFLAGS="-fsanitize=address")
+    assert first["compiles"] == 1 and first["nan_kept"]
+    second = run_script(cache)
+    assert second["compiles"] == 0 and second["hits"] == 1
+
+
+def _tiny_sources(prefix: str):
+    spec = lstmgen.LSTMSpec(input_size=2, hidden_size=3)
+    return lstmgen.generate_sources(spec, prefix=prefix)
+
+
+@pytest.mark.parametrize("var, value, flag", [
+    ("CC", "gcc -ffast-math", "-ffast-math"),
+    ("LSTMGEN_CC", "cc -Ofast", "-Ofast"),
+    ("LSTMGEN_CFLAGS", "-O2 -funsafe-math-optimizations", "-funsafe-math-optimizations"),
+    ("LSTMGEN_CFLAGS", "-ffinite-math-only", "-ffinite-math-only"),
+])
+def test_fast_math_in_the_compiler_command_is_refused(tmp_path, monkeypatch, var, value, flag):
+    monkeypatch.setenv("LSTMGEN_CACHE_DIR", str(tmp_path / "c"))
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ValueError, match=flag):
+        build.build(_tiny_sources("fastcc"))
+
+
+def test_the_compiler_is_part_of_the_key(tmp_path, monkeypatch):
+    """$CC is honoured (users pick clang or a toolchain's gcc with it), so which compiler it is
+    (its absolute path and --version) and any extra words are in the cache key."""
+    wrapper = tmp_path / "my-cc"
+    wrapper.write_text('#!/bin/sh\nexec cc "$@"\n')
+    wrapper.chmod(0o755)
+    src = _tiny_sources("keycc")
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.delenv("LSTMGEN_CC", raising=False)
+    plain = build.build_key(src, build.toolchain("portable").key_parts())
+    monkeypatch.setenv("CC", str(wrapper))
+    assert build.toolchain("portable").compiler[0] == str(wrapper)
+    wrapped = build.build_key(src, build.toolchain("portable").key_parts())
+    monkeypatch.setenv("CC", f"{wrapper} -O1")
+    with_words = build.build_key(src, build.toolchain("portable").key_parts())
+    monkeypatch.setenv("LSTMGEN_CFLAGS", "-DLSTMGEN_TEST_FLAG=1")
+    with_flags = build.build_key(src, build.toolchain("portable").key_parts())
+    assert len({plain, wrapped, with_words, with_flags}) == 4
+
+
+def test_generated_c_refuses_fast_math(tmp_path):
+    src = _tiny_sources("fmguard")
+    for name, text in src.files.items():
+        (tmp_path / name).write_text(text)
+    proc = subprocess.run(["cc", "-ffast-math", "-std=c99", "-c", "fmguard.c", "-o", "fmguard.o"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode != 0 and "-ffast-math" in proc.stderr and "#error" in proc.stderr
+    ok = subprocess.run(["cc", "-O2", "-std=c99", "-c", "fmguard.c", "-o", "fmguard.o"], cwd=tmp_path, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+
+
+# ---- 2: compile() leaves the working directory and file descriptors 1 and 2 alone -----------
+
+
+def test_compile_does_not_touch_cwd_or_stdio(tmp_path, monkeypatch, capfd):
+    monkeypatch.setenv("LSTMGEN_CACHE_DIR", str(tmp_path / "c"))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    spec = lstmgen.LSTMSpec(input_size=5, hidden_size=11, num_layers=2)  # a fresh build
+    done = threading.Event()
+    rows: list[int] = []
+    cwds: set[str] = set()
+
+    def worker():
+        i = 0
+        while not done.is_set() or i < 20:
+            with open("rows.txt", "a", encoding="utf-8") as fh:  # a relative path
+                fh.write(f"{i}\n")
+            os.write(1, f"worker-line-{i}\n".encode())
+            cwds.add(os.getcwd())
+            rows.append(i)
+            i += 1
+            done.wait(0.002)
+
+    t = threading.Thread(target=worker)
+    before = build.stats["compiles"]
+    t.start()
+    try:
+        lstmgen.compile(spec, lstmgen.random_weights(spec, 0), prefix="cwdsafe")
+    finally:
+        done.set()
+        t.join()
+    assert build.stats["compiles"] == before + 1
+    assert cwds == {str(work)}
+    written = (work / "rows.txt").read_text().split()
+    assert written == [str(i) for i in rows], f"{len(rows) - len(written)} rows went elsewhere"
+    out = capfd.readouterr().out
+    missing = [i for i in rows if f"worker-line-{i}\n" not in out]
+    assert not missing, f"{len(missing)} of {len(rows)} lines written to fd 1 were lost"
+
+
+def test_compiler_error_carries_its_stderr(tmp_path, monkeypatch):
+    monkeypatch.setenv("LSTMGEN_CACHE_DIR", str(tmp_path / "c"))
+    src = _tiny_sources("errmsg")
+    files = dict(src.files)
+    files["errmsg.c"] += '\n#error "lstmgen-marker-42"\n'
+    bad = type(src)(files=files, cdef=src.cdef, prefix=src.prefix)
+    with pytest.raises(build.BuildError, match="lstmgen-marker-42"):
+        build.build(bad)
