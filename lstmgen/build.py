@@ -13,18 +13,22 @@ and a fast-math library would switch the whole process to flush-to-zero when loa
 
 Cache layout: `$LSTMGEN_CACHE_DIR` (default ~/.cache/lstmgen) / <key> / {<module>.so, MANIFEST}.
 The key hashes the sources, cdef, compiler identity and flags, cffi version and Python ABI, so an
-entry is reused only for exactly the same build. A library is compiled in a private temporary
-folder, copied into a staging folder of the cache and renamed into place in one step, so
-concurrent builds of one model cannot see a half entry; the MANIFEST holds the library's sha256,
-so a corrupted or truncated entry is detected and rebuilt (a broken entry is renamed aside before
-it is replaced, never deleted in place). Builders of one key take an flock on `.<key>.lock`, so N
-processes wanting one model compile it once. A cache folder that cannot be written is still read;
-the library then stays private to this process and its folder is removed once it is loaded.
+entry is reused only for exactly the same build. The cache trusts only what this user made: the
+root (created 0700) and every entry must be owned by this user (or root) and not writable by group
+or others, else BuildError names the path. A library is compiled in a private temporary folder,
+copied into a staging folder of the cache and renamed into place in one step, so concurrent builds
+of one model cannot see a half entry; the MANIFEST holds the library's sha256, so a corrupted or
+truncated entry is detected and rebuilt (a broken entry is renamed aside before it is replaced,
+never deleted in place). Builders of one key take an flock on `.<key>.lock` (opened without
+following links), so N processes wanting one model compile it once. A cache that cannot be written
+(read-only, full disk, quota) is still read; the library then stays private to this process
+(a logged warning) and its folder is removed once it is loaded.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import importlib.machinery
 import importlib.util
@@ -33,6 +37,7 @@ import logging
 import os
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 import sysconfig
@@ -62,10 +67,12 @@ FAST_MATH_FLAGS = ("-ffast-math", "-Ofast", "-funsafe-math-optimizations", "-ffi
 # The only variables of the caller's environment the compiler sees (it finds `as` and `ld` on
 # PATH; HOME for compiler wrappers such as ccache; SDKROOT/DEVELOPER_DIR select macOS's SDK).
 _PASSED_ENV = ("PATH", "HOME", "SDKROOT", "DEVELOPER_DIR")
+# A cache that cannot take a new entry for these reasons still gets a working (private) build.
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 class BuildError(RuntimeError):
-    """The C compiler failed; the message carries its output."""
+    """The C compiler failed (the message carries its output), or the cache cannot be trusted."""
 
 
 def cache_root() -> str:
@@ -165,54 +172,140 @@ def build_key(sources: Sources, flags: list[str]) -> str:
     return h.hexdigest()[:32]
 
 
+# ---- trust: the cache only runs code this user (or root) made -------------------------------
+
+
+def _untrusted(path: str, st: os.stat_result) -> str | None:
+    """Why a cache path may hold someone else's code, or None."""
+    if hasattr(os, "geteuid") and st.st_uid not in (os.geteuid(), 0):
+        return f"is owned by uid {st.st_uid}, not by this user (uid {os.geteuid()})"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})"
+    return None
+
+
+def _refuse(path: str, why: str, what: str) -> BuildError:
+    return BuildError(f"lstmgen cache {what} {path} {why}: someone else could plant a library there that this "
+                      f"process would load. Fix it (chown, or chmod go-w), remove it, or point LSTMGEN_CACHE_DIR "
+                      f"at a folder only you can write")
+
+
 def _open_root(root: str) -> bool:
-    """Make sure the cache root exists. False when it cannot be made (then builds stay private)."""
+    """Check (or create, mode 0700) the cache root. True when it is a usable folder; False when
+    it cannot be made (then builds stay private). BuildError when it exists but is not trusted."""
     try:
-        os.makedirs(root, exist_ok=True)
-    except OSError as exc:  # a path through a regular file, a read-only parent, ...
+        st = os.stat(root)
+    except FileNotFoundError:
+        try:
+            os.makedirs(os.path.dirname(root), exist_ok=True)
+            os.mkdir(root, 0o700)
+            os.chmod(root, 0o700)  # whatever the umask
+        except FileExistsError:
+            pass  # another builder made it first: check it below
+        except OSError as exc:
+            log.warning("lstmgen: cannot create the cache folder %s (%s); building privately", root, exc.strerror)
+            return False
+        try:
+            st = os.stat(root)
+        except OSError:
+            return False
+    except OSError as exc:  # a path through a regular file, a loop of links, ...
         log.warning("lstmgen: cannot use the cache folder %s (%s); building privately", root, exc.strerror)
         return False
-    return os.path.isdir(root)
+    if not stat.S_ISDIR(st.st_mode):
+        log.warning("lstmgen: the cache path %s is not a folder; building privately", root)
+        return False
+    why = _untrusted(root, st)
+    if why:
+        raise _refuse(root, why, "folder")
+    return True
 
 
-def _sha256_file(path: str) -> str:
+def _sha256_fd(fd: int) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with os.fdopen(os.dup(fd), "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
 
 
-def _entry_ok(entry: str, module_name: str) -> str | None:
-    """Path of the library if the entry is complete and intact, else None."""
-    manifest = os.path.join(entry, "MANIFEST")
+def _read_trusted(path: str, what: str) -> tuple[bytes, str] | None:
+    """(first 64 KiB, sha256) of a regular file owned by us and not writable by others, opened
+    without following a link; None when it is missing or not a regular file (a broken entry)."""
     try:
-        with open(manifest, encoding="utf-8") as fh:
-            lines = dict(line.split(" ", 1) for line in fh.read().splitlines() if " " in line)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        why = _untrusted(path, st)
+        if why:
+            raise _refuse(path, why, what)
+        head = os.pread(fd, 1 << 16, 0) if hasattr(os, "pread") else b""
+        return head, _sha256_fd(fd)
+    finally:
+        os.close(fd)
+
+
+def _entry_ok(entry: str, module_name: str) -> str | None:
+    """Path of the library if the entry is complete, intact and trusted, else None (rebuild).
+    BuildError for an entry someone else could have written."""
+    try:
+        st = os.lstat(entry)
+    except OSError:
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        raise _refuse(entry, "is a symbolic link", "entry")
+    if not stat.S_ISDIR(st.st_mode):
+        return None
+    why = _untrusted(entry, st)
+    if why:
+        raise _refuse(entry, why, "entry")
+    manifest = _read_trusted(os.path.join(entry, "MANIFEST"), "file")
+    if manifest is None:
+        return None
+    try:
+        lines = dict(line.split(" ", 1) for line in manifest[0].decode("utf-8").splitlines() if " " in line)
         name = lines["library"]
         if os.path.basename(name) != name or name in ("", ".", ".."):  # never leave the entry
             return None
         lib = os.path.join(entry, name)
-        if lines.get("module") != module_name or _sha256_file(lib) != lines["sha256"]:
+        if lines.get("module") != module_name:
+            return None
+        got = _read_trusted(lib, "file")
+        if got is None or got[1] != lines["sha256"]:
             return None
         return lib
-    except (OSError, KeyError, ValueError, UnicodeDecodeError):
+    except (KeyError, ValueError, UnicodeDecodeError):
         return None
 
 
 @contextlib.contextmanager
 def _build_lock(root: str, key: str):
     """Serialise the builders of one key across processes, so N processes that want the same
-    model compile it once. Best effort: without a lock (no fcntl, a file system that refuses it)
-    concurrent builders still each produce a complete entry and only one is kept."""
+    model compile it once. Best effort: without a lock (no fcntl, a read-only folder, a file
+    system that refuses it) concurrent builders still each produce a complete entry and only one
+    is kept. The lock file is never followed through a link: a planted one is refused."""
+    path = os.path.join(root, f".{key}.lock")
     try:
         import fcntl
 
-        fd = os.open(os.path.join(root, f".{key}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
-    except (ImportError, OSError):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), 0o600)
+    except ImportError:
+        yield
+        return
+    except OSError as exc:
+        if os.path.islink(path):
+            raise BuildError(f"lstmgen cache lock {path} is a symbolic link: refusing to follow it (remove it)") from None
+        if exc.errno not in _NO_ROOM:
+            log.warning("lstmgen: cannot open the build lock %s (%s)", path, exc.strerror)
         yield
         return
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise BuildError(f"lstmgen cache lock {path} is not a regular file (remove it)")
         with contextlib.suppress(OSError):
             fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -338,16 +431,21 @@ def build(sources: Sources, *, target: str = "native") -> ModuleType:
 
 
 def _write_entry(folder: str, built: str, sources: Sources, module_name: str) -> None:
-    """Fill `folder` with a complete entry: the library, the C beside it (for reading), the MANIFEST."""
+    """Fill `folder` with a complete entry: the library, the C beside it (for reading), the MANIFEST.
+    Modes are set explicitly (a umask of 002 must not make an entry the cache would refuse)."""
     lib_name = os.path.basename(built)
     with open(built, "rb") as src, open(os.path.join(folder, lib_name), "wb") as dst:
         data = src.read()
         dst.write(data)
+    os.chmod(os.path.join(folder, lib_name), 0o755)
     for name, text in sources.files.items():
         with open(os.path.join(folder, name), "w", encoding="utf-8") as fh:
             fh.write(text)
+        os.chmod(os.path.join(folder, name), 0o644)
     with open(os.path.join(folder, "MANIFEST"), "w", encoding="utf-8") as fh:
         fh.write(f"module {module_name}\nlibrary {lib_name}\nsha256 {hashlib.sha256(data).hexdigest()}\n")
+    os.chmod(os.path.join(folder, "MANIFEST"), 0o644)
+    os.chmod(folder, 0o755)
 
 
 def _build_and_load(sources: Sources, module_name: str, tc: Toolchain, entry: str | None) -> ModuleType:
@@ -366,8 +464,9 @@ def _build_and_load(sources: Sources, module_name: str, tc: Toolchain, entry: st
                     _publish(final_dir, entry, module_name)
                 finally:
                     shutil.rmtree(staging, ignore_errors=True)
-            except OSError:  # a read-only cache: this process still gets its model
-                pass
+            except OSError as exc:  # full disk, quota, read-only: this process still gets its model
+                level = logging.WARNING if exc.errno in _NO_ROOM else logging.ERROR
+                log.log(level, "lstmgen: cannot write the cache entry %s (%s); using a private build", entry, exc.strerror or exc)
             else:
                 module = _hit(module_name, _entry_ok(entry, module_name), count=False)
                 if module is not None:

@@ -8,8 +8,11 @@ everyone once loaded; an ASan library aborts on load) run in fresh subprocesses.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
+import stat
 import subprocess
 import sys
 import threading
@@ -42,13 +45,14 @@ print(json.dumps({"compiles": build.stats["compiles"], "hits": build.stats["cach
 """
 
 
-def run_script(cache: str, **env_extra: str) -> dict:
+def run_script(cache: str, wrap: list[str] | None = None, **env_extra: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("CFLAGS", "LDFLAGS", "CC", "LSTMGEN_CC", "LSTMGEN_CFLAGS")}
     env.update(LSTMGEN_CACHE_DIR=cache, PYTHONPATH=ROOT, **env_extra)
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([*(wrap or []), sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, f"subprocess failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     assert res["err"] < 1e-5, res
+    res["stderr"] = proc.stderr
     return res
 
 
@@ -177,3 +181,128 @@ def test_compiler_error_carries_its_stderr(tmp_path, monkeypatch):
     bad = type(src)(files=files, cdef=src.cdef, prefix=src.prefix)
     with pytest.raises(build.BuildError, match="lstmgen-marker-42"):
         build.build(bad)
+
+
+# ---- 5: the cache trusts only what this user made -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_entry(tmp_path_factory):
+    """(cache root, entry name) of a cache holding the tiny model's entry, built in this process."""
+    root = str(tmp_path_factory.mktemp("trust") / "c")
+    old = os.environ.get("LSTMGEN_CACHE_DIR")
+    os.environ["LSTMGEN_CACHE_DIR"] = root
+    try:
+        build.build(_tiny_sources("trusty"))
+    finally:
+        os.environ["LSTMGEN_CACHE_DIR"] = old if old is not None else ""
+        if old is None:
+            del os.environ["LSTMGEN_CACHE_DIR"]
+    (name,) = cache_entries(root)
+    return root, name
+
+
+def _fresh(tiny_entry, tmp_path, monkeypatch) -> tuple[str, str]:
+    """A copy of the tiny cache this process has not loaded from: (root, entry path)."""
+    root, name = tiny_entry
+    cache = str(tmp_path / "c")
+    shutil.copytree(root, cache)
+    build._loaded.clear()  # the next build must look at the disk
+    monkeypatch.setenv("LSTMGEN_CACHE_DIR", cache)
+    return cache, os.path.join(cache, name)
+
+
+def test_new_cache_root_is_private(tmp_path, monkeypatch):
+    root = tmp_path / "deep" / "cache"
+    monkeypatch.setenv("LSTMGEN_CACHE_DIR", str(root))
+    monkeypatch.setattr(build, "_loaded", {})
+    build.build(_tiny_sources("trusty"))
+    assert stat.S_IMODE(os.stat(root).st_mode) == 0o700
+    (name,) = cache_entries(str(root))
+    for dirpath, dirnames, filenames in os.walk(root):
+        for n in dirnames + filenames:
+            assert not os.stat(os.path.join(dirpath, n)).st_mode & 0o022, f"{n} is writable by group or others"
+
+
+@pytest.mark.parametrize("where", ["root", "entry", "library"])
+def test_writable_by_others_is_refused(tiny_entry, tmp_path, monkeypatch, where):
+    cache, entry = _fresh(tiny_entry, tmp_path, monkeypatch)
+    target = {"root": cache, "entry": entry}.get(where)
+    if target is None:
+        (target,) = [os.path.join(entry, n) for n in os.listdir(entry) if n.endswith(".so")]
+    os.chmod(target, os.stat(target).st_mode | 0o022)
+    before = build.stats["compiles"]
+    with pytest.raises(build.BuildError, match="writable by group or others") as info:
+        build.build(_tiny_sources("trusty"))
+    assert target in str(info.value)
+    assert build.stats["compiles"] == before
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to chown")
+@pytest.mark.parametrize("where", ["root", "entry"])
+def test_owned_by_someone_else_is_refused(tiny_entry, tmp_path, monkeypatch, where):
+    cache, entry = _fresh(tiny_entry, tmp_path, monkeypatch)
+    target = cache if where == "root" else entry
+    os.chown(target, 4242, 4242)
+    with pytest.raises(build.BuildError, match="owned by uid 4242") as info:
+        build.build(_tiny_sources("trusty"))
+    assert target in str(info.value)
+
+
+def test_symlinked_entry_is_refused(tiny_entry, tmp_path, monkeypatch):
+    cache, entry = _fresh(tiny_entry, tmp_path, monkeypatch)
+    elsewhere = str(tmp_path / "elsewhere")
+    os.rename(entry, elsewhere)
+    os.symlink(elsewhere, entry)
+    with pytest.raises(build.BuildError, match="symbolic link"):
+        build.build(_tiny_sources("trusty"))
+
+
+def test_planted_lock_symlink_is_refused(tiny_entry, tmp_path, monkeypatch):
+    """The lock file of a key is predictable: a link there must not make us create its target."""
+    _, name = tiny_entry
+    cache = tmp_path / "c"
+    cache.mkdir(mode=0o700)
+    victim = tmp_path / "victim-file"
+    os.symlink(victim, cache / f".{name}.lock")
+    monkeypatch.setenv("LSTMGEN_CACHE_DIR", str(cache))
+    monkeypatch.setattr(build, "_loaded", {})
+    with pytest.raises(build.BuildError, match="symbolic link"):
+        build.build(_tiny_sources("trusty"))
+    assert not victim.exists(), "the lock's link was followed"
+
+
+def test_full_cache_disk_builds_privately(tmp_path, monkeypatch, caplog):
+    """ENOSPC while writing into the cache: a working model, a warning, no half entry."""
+    cache = tmp_path / "c"
+    monkeypatch.setenv("LSTMGEN_CACHE_DIR", str(cache))
+    monkeypatch.setattr(build, "_loaded", {})
+    real_open = open
+
+    def full_disk_open(path, mode="r", *args, **kw):
+        if "w" in mode and str(path).startswith(str(cache)):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real_open(path, mode, *args, **kw)
+
+    monkeypatch.setattr(build, "open", full_disk_open, raising=False)
+    with caplog.at_level("WARNING", logger="lstmgen.build"):
+        module = build.build(_tiny_sources("fulldisk"))
+    assert hasattr(module.lib, "fulldisk_forward")
+    assert "private build" in caplog.text
+    assert cache_entries(str(cache)) == []
+
+
+def _can_mount_tmpfs() -> bool:
+    return bool(shutil.which("unshare")) and subprocess.run(
+        ["unshare", "--mount", "sh", "-c", "mount -t tmpfs -o size=8k tmpfs /mnt"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs unshare --mount and tmpfs (root)")
+def test_really_full_cache_disk_builds_privately(tmp_path):
+    """The same on a real 8 KiB file system: the library does not fit."""
+    cache = str(tmp_path / "tiny-fs")
+    os.mkdir(cache, 0o700)
+    wrap = ["unshare", "--mount", "sh", "-c", 'mount -t tmpfs -o size=8k,mode=0700 tmpfs "$0" && exec "$@"', cache]
+    res = run_script(cache, wrap=wrap)
+    assert res["compiles"] == 1 and res["nan_kept"]
+    assert "private build" in res["stderr"] and "No space left" in res["stderr"]
