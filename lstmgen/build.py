@@ -19,8 +19,9 @@ or others, else BuildError names the path. A library is compiled in a private te
 copied into a staging folder of the cache and renamed into place in one step, so concurrent builds
 of one model cannot see a half entry; the MANIFEST holds the library's sha256, so a corrupted or
 truncated entry is detected and rebuilt (a broken entry is renamed aside before it is replaced,
-never deleted in place). Builders of one key take an flock on `.<key>.lock` (opened without
-following links), so N processes wanting one model compile it once. A cache that cannot be written
+never deleted in place). Builders of one key take a thread lock and an flock on `.<key>.lock`
+(opened without following links), so N threads or processes wanting one model compile it once,
+and a cache hit never waits behind another model's compile. A cache that cannot be written
 (read-only, full disk, quota) is still read; the library then stays private to this process
 (a logged warning) and its folder is removed once it is loaded.
 """
@@ -56,8 +57,8 @@ log = logging.getLogger(__name__)
 
 # Counts real compiler runs in this process (tests use it to prove cache hits).
 stats = {"compiles": 0, "cache_hits": 0}
-_lock = threading.Lock()  # held through a build: one build at a time in this process
-_state_lock = threading.Lock()  # guards _loaded, _versions and stats; held for dict updates only
+_state_lock = threading.Lock()  # guards _loaded, _key_locks and stats; held for dict updates only
+_key_locks: dict[str, threading.Lock] = {}  # one per cache key: builders of one model take turns
 _loaded: dict[str, ModuleType] = {}
 _versions: dict[tuple, str] = {}  # (compiler words, its file's identity) -> `--version` output
 
@@ -411,9 +412,14 @@ def build(sources: Sources, *, target: str = "native") -> ModuleType:
     tc = toolchain(target)
     key = build_key(sources, tc.key_parts())
     module_name = f"_lstmgen_{sources.prefix}_{key}"
-    with _lock:
+    with _state_lock:
+        if module_name in _loaded:
+            stats["cache_hits"] += 1
+            return _loaded[module_name]
+        key_lock = _key_locks.setdefault(key, threading.Lock())
+    with key_lock:  # other keys go on: a hit for model B never waits behind model A's compile
         with _state_lock:
-            if module_name in _loaded:
+            if module_name in _loaded:  # another thread of this process built it meanwhile
                 stats["cache_hits"] += 1
                 return _loaded[module_name]
         root = cache_root()

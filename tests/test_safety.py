@@ -306,3 +306,41 @@ def test_really_full_cache_disk_builds_privately(tmp_path):
     res = run_script(cache, wrap=wrap)
     assert res["compiles"] == 1 and res["nan_kept"]
     assert "private build" in res["stderr"] and "No space left" in res["stderr"]
+
+
+# ---- 9: a cache hit never waits behind another model's compile -----------------------------
+
+
+@pytest.mark.parametrize("hit", ["loaded", "disk"])
+def test_cache_hit_does_not_wait_for_another_compile(tiny_entry, tmp_path, monkeypatch, hit):
+    cache, _ = _fresh(tiny_entry, tmp_path, monkeypatch)
+    if hit == "loaded":
+        build.build(_tiny_sources("trusty"))  # B is in this process already
+    slow_started, b_done = threading.Event(), threading.Event()
+    real = build._compile_into
+    order: list[str] = []
+
+    def slow_compile(sources, *args, **kw):
+        if sources.prefix == "slowmodel":
+            slow_started.set()
+            b_done.wait(20)  # a compile that lasts until B is served (or 20 s when B waits for it)
+        return real(sources, *args, **kw)
+
+    monkeypatch.setattr(build, "_compile_into", slow_compile)
+
+    def build_a():
+        build.build(_tiny_sources("slowmodel"))
+        order.append("A")
+
+    t = threading.Thread(target=build_a)
+    t.start()
+    try:
+        assert slow_started.wait(60)
+        module = build.build(_tiny_sources("trusty"))
+        order.append("B")
+        b_done.set()
+    finally:
+        b_done.set()
+        t.join()
+    assert hasattr(module.lib, "trusty_forward")
+    assert order == ["B", "A"], "the cache hit waited for another model's compile"
