@@ -60,6 +60,7 @@ stats = {"compiles": 0, "cache_hits": 0}
 _state_lock = threading.Lock()  # guards _loaded, _key_locks and stats; held for dict updates only
 _key_locks: dict[str, threading.Lock] = {}  # one per cache key: builders of one model take turns
 _loaded: dict[str, ModuleType] = {}
+_lock_fds: set[int] = set()  # open flock files (a forked child closes its copies: _after_fork_in_child)
 _versions: dict[tuple, str] = {}  # (compiler words, its file's identity) -> `--version` output
 
 # Flags that let the compiler assume no NaN/Inf or reassociate: refused (see the module docstring).
@@ -304,6 +305,7 @@ def _build_lock(root: str, key: str):
             log.warning("lstmgen: cannot open the build lock %s (%s)", path, exc.strerror)
         yield
         return
+    _lock_fds.add(fd)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise BuildError(f"lstmgen cache lock {path} is not a regular file (remove it)")
@@ -311,6 +313,7 @@ def _build_lock(root: str, key: str):
             fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
+        _lock_fds.discard(fd)
         os.close(fd)  # closing releases the lock; the empty lock file stays for the next builder
 
 
@@ -483,3 +486,21 @@ def _build_and_load(sources: Sources, module_name: str, tc: Toolchain, entry: st
     finally:
         shutil.rmtree(private, ignore_errors=True)
 
+
+def _after_fork_in_child() -> None:
+    """A fork while another thread was building must not leave the child waiting forever: the
+    thread locks it held are re-created, and the child closes its copies of the flock files (an
+    flock is released only when every copy of its descriptor is closed, and the thread that would
+    close the child's copy does not exist there). The child then waits for the parent's build of
+    that model like any other process would."""
+    global _state_lock, _key_locks
+    _state_lock = threading.Lock()
+    _key_locks = {}
+    for fd in list(_lock_fds):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _lock_fds.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

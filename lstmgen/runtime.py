@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Any
@@ -272,11 +273,27 @@ class Model:
         return Stream(self, batch)
 
 
+_streams: "weakref.WeakSet[Stream]" = weakref.WeakSet()  # every live Stream, for _after_fork_in_child
+
+
+def _after_fork_in_child() -> None:
+    """fork() copies a lock some other thread held (a step in progress) as held forever: give the
+    child's copy of every stream a fresh lock. (Such a stream's state in the child is whatever
+    the interrupted step had written: reset it or assign its state before use.)"""
+    for stream in list(_streams):
+        stream._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class Stream:
     """State for `batch` independent rows; `step(x_t) -> y_t`.
 
     A stream is one sequence of states, so its calls are serialised by a lock: threads sharing a
-    stream take turns (the state stays consistent); for parallel work give each thread its own."""
+    stream take turns (the state stays consistent); for parallel work give each thread its own.
+    A forked child gets usable streams (their locks are re-created after fork)."""
 
     def __init__(self, model: Model, batch: int):
         if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or not 1 <= batch <= _INT32_MAX:
@@ -301,6 +318,7 @@ class Stream:
         self._fb = ffi.from_buffer
         self._fn = model._step
         self._lock = threading.Lock()
+        _streams.add(self)
 
     def step(self, x_t: Any) -> np.ndarray:
         """One time step: x_t (B, I) -> y_t (B, R). For batch=1 an (I,) input gives an (R,) output."""

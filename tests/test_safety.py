@@ -344,3 +344,90 @@ def test_cache_hit_does_not_wait_for_another_compile(tiny_entry, tmp_path, monke
         t.join()
     assert hasattr(module.lib, "trusty_forward")
     assert order == ["B", "A"], "the cache hit waited for another model's compile"
+
+
+# ---- 8: fork() while another thread is inside Stream.step ----------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # 3.12+: fork() of a threaded process
+def test_fork_while_another_thread_steps(tmp_path, monkeypatch):
+    spec = lstmgen.LSTMSpec(input_size=3, hidden_size=5)
+    w = lstmgen.random_weights(spec, seed=4)
+    model = lstmgen.compile(spec, w, prefix="forkstep")
+    stream = model.stream()
+    x = np.linspace(-1, 1, 3, dtype=np.float32)
+    expected = lstmgen.reference.lstm_forward(spec, w, x.reshape(1, 3))[0][0]
+    inside, release = threading.Event(), threading.Event()
+    real_fn = stream._fn
+
+    def held_step(*args):  # a step that stays inside the C call until released
+        inside.set()
+        release.wait(30)
+        return real_fn(*args)
+
+    stream._fn = held_step
+    t = threading.Thread(target=stream.step, args=(x,))
+    t.start()
+    try:
+        assert inside.wait(30)
+        pid = os.fork()
+        if pid == 0:  # child: the stepping thread is gone; the stream must still work
+            code = 1
+            try:
+                stream._fn = real_fn
+                stream.reset()
+                y = stream.step(x)
+                code = 0 if np.allclose(y, expected, atol=1e-5) else 2
+            finally:
+                os._exit(code)
+        assert wait_child(pid) == 0
+    finally:
+        release.set()
+        t.join()
+
+
+def wait_child(pid: int, seconds: float = 60.0) -> int:
+    """The child's exit code; fails the test (killing the child) when it hangs."""
+    for _ in range(int(seconds / 0.05)):
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        threading.Event().wait(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child deadlocked on an inherited lock")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_fork_while_another_thread_compiles(tmp_path, monkeypatch):
+    """The child wants the model the parent's thread is compiling: it waits for that build (the
+    flock), then loads the entry; it does not hang on the inherited thread lock."""
+    monkeypatch.setenv("LSTMGEN_CACHE_DIR", str(tmp_path / "c"))
+    started, release = threading.Event(), threading.Event()
+    real = build._compile_into
+
+    def held_compile(*args, **kw):
+        started.set()
+        release.wait(30)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(build, "_compile_into", held_compile)
+    t = threading.Thread(target=build.build, args=(_tiny_sources("forkbuild"),))
+    t.start()
+    try:
+        assert started.wait(30)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                build._compile_into = real
+                code = 0 if hasattr(build.build(_tiny_sources("forkbuild")).lib, "forkbuild_forward") else 2
+            finally:
+                os._exit(code)
+        release.set()
+        assert wait_child(pid) == 0
+    finally:
+        release.set()
+        t.join()
