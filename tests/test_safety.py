@@ -16,6 +16,7 @@ import stat
 import subprocess
 import sys
 import threading
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -431,3 +432,85 @@ def test_fork_while_another_thread_compiles(tmp_path, monkeypatch):
     finally:
         release.set()
         t.join()
+
+
+# ---- 6: what threads keep of their workspaces is bounded per Model -------------------------
+
+MiB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def big_ws_model():
+    """A bidirectional model: (2048, 8) inputs need 2M floats (8 MiB) of workspace per call."""
+    spec = lstmgen.LSTMSpec(input_size=4, hidden_size=32, bidirectional=True)
+    model = lstmgen.compile(spec, lstmgen.random_weights(spec, 0), prefix="wsbudget")
+    assert model._workspace_floats(2048, 8) * 4 == 8 * MiB
+    return model
+
+
+def _traced() -> int:
+    return tracemalloc.get_traced_memory()[0]  # numpy reports its buffers to tracemalloc
+
+
+def test_kept_workspace_is_bounded_across_threads(big_ws_model):
+    model = big_ws_model.with_weights(lstmgen.random_weights(big_ws_model.spec, 1))  # nothing kept yet
+    x = np.zeros((2048, 8, 4), np.float32)
+    n = 16
+    called, finish = threading.Barrier(n + 1), threading.Event()
+    errors: list[BaseException] = []
+
+    def worker():
+        try:
+            model(x)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        called.wait(60)
+        finish.wait(60)  # stay alive: a thread's kept workspace lives as long as the thread
+
+    tracemalloc.start()
+    try:
+        base = _traced()
+        threads = [threading.Thread(target=worker) for _ in range(n)]
+        for t in threads:
+            t.start()
+        called.wait(60)
+        kept = _traced() - base
+        finish.set()
+        for t in threads:
+            t.join()
+    finally:
+        finish.set()
+        tracemalloc.stop()
+    assert not errors, errors
+    # 16 threads x 8 MiB would be 128 MiB; the budget is 64 MiB per Model
+    assert kept <= 64 * MiB + 2 * MiB, f"{n} threads keep {kept / MiB:.0f} MiB of workspace"
+    assert model._kept_workspace_bytes() == 0, "ended threads still count against the budget"
+
+
+def test_small_call_drops_a_large_kept_workspace(big_ws_model):
+    model = big_ws_model.with_weights(lstmgen.random_weights(big_ws_model.spec, 2))
+    small = np.zeros((4, 1, 4), np.float32)
+    model(small)
+    tracemalloc.start()
+    try:
+        base = _traced()
+        model(np.zeros((2048, 8, 4), np.float32))
+        after_large = _traced() - base
+        out, _ = model(small)
+        del out
+        after_small = _traced() - base
+    finally:
+        tracemalloc.stop()
+    assert after_large >= 8 * MiB  # the large workspace was kept...
+    assert after_small < 1 * MiB, f"a small call still keeps {after_small / MiB:.1f} MiB"  # ...and given back
+
+
+def test_kept_workspace_still_serves_repeated_calls(big_ws_model):
+    """The bound does not cost the hot path: equal calls reuse one kept workspace."""
+    model = big_ws_model.with_weights(lstmgen.random_weights(big_ws_model.spec, 3))
+    x = np.zeros((64, 2, 4), np.float32)
+    model(x)
+    first = model._tls.ws
+    for _ in range(3):
+        model(x)
+    assert model._tls.ws is first and model._kept_workspace_bytes() == 4 * first.size
