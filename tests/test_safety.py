@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 import lstmgen
+from conftest import need_module
 from lstmgen import build
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -514,3 +515,36 @@ def test_kept_workspace_still_serves_repeated_calls(big_ws_model):
     for _ in range(3):
         model(x)
     assert model._tls.ws is first and model._kept_workspace_bytes() == 4 * first.size
+
+
+# ---- 10: torch tensors of any float dtype (bfloat16 too) are converted ----------------------
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float64"])
+def test_torch_float_dtypes_are_converted(dtype):
+    torch = need_module("torch")
+    tdtype = getattr(torch, dtype)
+    spec = lstmgen.LSTMSpec(input_size=3, hidden_size=4)
+    w32 = lstmgen.random_weights(spec, seed=5)
+    wt = {k: torch.from_numpy(v).to(tdtype) for k, v in w32.items()}  # weights to compile
+    as32 = {k: v.float().numpy() for k, v in wt.items()}  # what they mean in float32
+    model = lstmgen.compile(spec, wt, prefix="tdtype")
+    ref_model = lstmgen.compile(spec, as32, prefix="tdtype")
+    x = torch.linspace(-1, 1, 24).reshape(4, 2, 3).to(tdtype)
+    h0 = torch.full((1, 2, 4), 0.25).to(tdtype)
+    c0 = torch.full((1, 2, 4), -0.5).to(tdtype)
+    out, (h_n, c_n) = model(x, (h0, c0))
+    want, (want_h, want_c) = ref_model(x.float().numpy(), (h0.float().numpy(), c0.float().numpy()))
+    np.testing.assert_array_equal(out, want)
+    np.testing.assert_array_equal(h_n, want_h)
+    np.testing.assert_array_equal(c_n, want_c)
+    stream = model.stream(batch=2)
+    np.testing.assert_array_equal(stream.step(x[0]), ref_model.stream(batch=2).step(x[0].float().numpy()))
+
+
+def test_torch_integer_tensors_are_still_refused():
+    torch = need_module("torch")
+    spec = lstmgen.LSTMSpec(input_size=3, hidden_size=4)
+    model = lstmgen.compile(spec, lstmgen.random_weights(spec, seed=5), prefix="tdtype")
+    with pytest.raises(TypeError, match="x must be a floating-point array"):
+        model(torch.zeros((4, 2, 3), dtype=torch.int32))
