@@ -69,6 +69,9 @@ FAST_MATH_FLAGS = ("-ffast-math", "-Ofast", "-funsafe-math-optimizations", "-ffi
 # The only variables of the caller's environment the compiler sees (it finds `as` and `ld` on
 # PATH; HOME for compiler wrappers such as ccache; SDKROOT/DEVELOPER_DIR select macOS's SDK).
 _PASSED_ENV = ("PATH", "HOME", "SDKROOT", "DEVELOPER_DIR")
+# Arguments every build adds (in the key too). -DNDEBUG as setuptools passes it from Python's own
+# CFLAGS: the assert()s of cffi's wrapper stay compiled out.
+_FIXED_ARGS = ("-DNDEBUG", "-fPIC")
 # A cache that cannot take a new entry for these reasons still gets a working (private) build.
 _NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
@@ -140,7 +143,7 @@ class Toolchain:
     version: str  # the compiler's --version output
 
     def key_parts(self) -> list[str]:
-        return [shlex.join(self.compiler), self.version, *self.flags]
+        return [shlex.join(self.compiler), self.version, *self.flags, *_FIXED_ARGS, *_link_flags()]
 
 
 def toolchain(target: str) -> Toolchain:
@@ -369,7 +372,8 @@ def _compile_into(sources: Sources, module_name: str, tc: Toolchain, workdir: st
     paths = sysconfig.get_paths()
     includes = [f"-I{d}" for d in dict.fromkeys([paths["include"], paths.get("platinclude", paths["include"])])]
     c_files = [n for n in sorted(sources.files) if n.endswith(".c")]
-    cmd = [*tc.compiler, *tc.flags, "-fPIC", *_link_flags(), *includes, "-I.", wrapper_c, *c_files, "-o", library, "-lm"]
+    cmd = [*tc.compiler, *tc.flags, *_FIXED_ARGS, *_link_flags(), *includes, "-I.", wrapper_c, *c_files,
+           "-o", library, "-lm"]
     with _state_lock:
         stats["compiles"] += 1
     try:
