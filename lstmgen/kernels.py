@@ -110,7 +110,8 @@ def _native_macros(cc: str) -> frozenset[str]:
 
 def native_isa() -> str:
     """The vector ISA `-march=native` gives on this machine with this compiler."""
-    macros = _native_macros(os.environ.get("CC", "cc"))
+    # the compiler build.py runs: LSTMGEN_CC, else CC, else cc
+    macros = _native_macros(os.environ.get("LSTMGEN_CC") or os.environ.get("CC") or "cc")
     if {"__AVX512F__", "__AVX512VL__", "__FMA__"} <= macros:
         return "avx512"
     if {"__AVX2__", "__FMA__"} <= macros:

@@ -6,14 +6,17 @@ Output: `Model` — `model(x, hx=None, lengths=None) -> (out, (h_n, c_n))` — a
 step-at-a-time use. numpy buffers are handed to C without copies when they are already
 C-contiguous native float32; anything else is converted once (or refused with a clear error).
 The GIL is released during the C call (cffi does this), every call has its own outputs and every
-thread its own workspace (kept between its calls), so one Model may be called from several
-threads at once. Calls with an input shape already validated take a short path (_fast_call).
+thread its own workspace, so one Model may be called from several threads at once. A thread keeps
+its workspace for its next call, within a budget per Model over all threads (_KEEP_WORKSPACE_FLOATS):
+past it, calls allocate their own; a thread whose next call needs far less drops the big one.
+Calls with an input shape already validated take a short path (_fast_call).
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,9 +30,13 @@ from .weights import PackedCell, as_numpy, pack
 
 _INT32_MAX = 2**31 - 1
 _F32 = np.dtype(np.float32)
-# A thread keeps its last workspace (and its C pointer) for the next call when it is at most this
-# many floats: no allocation, no page faults on the hot path; larger ones are allocated per call.
+# A thread keeps its last workspace (and its C pointer) for its next call: no allocation, no page
+# faults on the hot path. What the threads of one Model keep together is at most this many floats
+# (64 MiB); a workspace that would pass it is allocated for its call only. A kept workspace more
+# than _SHRINK_RATIO times what a call needs (and over _SHRINK_MIN_FLOATS) is dropped by that call.
 _KEEP_WORKSPACE_FLOATS = 1 << 24
+_SHRINK_RATIO = 4
+_SHRINK_MIN_FLOATS = 1 << 16  # 256 KiB: never worth giving back
 
 
 def _aligned_empty(n: int) -> np.ndarray:
@@ -46,6 +53,17 @@ def _state_pair(h_shape: tuple[int, int, int], c_shape: tuple[int, int, int]) ->
     off = (nh + 15) // 16 * 16
     flat = _aligned_empty(off + nc)
     return flat[:nh].reshape(h_shape), flat[off: off + nc].reshape(c_shape)
+
+
+class _KeptWorkspace:
+    """One thread's kept workspace. Referenced strongly only from that thread's slot of
+    Model._tls, weakly from Model._kept: when the thread ends it leaves the budget by itself."""
+    __slots__ = ("pair", "size", "floor", "__weakref__")
+
+    def __init__(self, ws: np.ndarray, ptr: Any):
+        self.pair = (ws, ptr)
+        self.size = ws.size
+        self.floor = ws.size // _SHRINK_RATIO if ws.size > _SHRINK_MIN_FLOATS else 0  # smaller calls drop it
 
 
 def _ready(x: Any) -> bool:
@@ -111,7 +129,10 @@ class Model:
         # x.shape -> (T, B, workspace floats, y shape, h_n shape, c_n shape): shapes a full call
         # has validated, so later calls with the same plain input take _fast_call
         self._shapes: dict[tuple[int, ...], tuple] = {}
-        self._tls = threading.local()  # per thread: (workspace array, its C pointer)
+        self._tls = threading.local()  # per thread: .ws, its _KeptWorkspace (or None)
+        self._kept: "weakref.WeakSet[_KeptWorkspace]" = weakref.WeakSet()  # every thread's, for the budget
+        self._kept_lock = threading.Lock()
+        _models.add(self)
         self._fb = self._ffi.from_buffer
         self._weights = self._ffi.new(f"{prefix}_weights *")
         self._keep = []
@@ -320,15 +341,26 @@ class Model:
     forward = __call__
 
     def _workspace(self, need: int):
-        """(array, C pointer) of at least `need` floats: this thread's kept one when it fits."""
+        """(array, C pointer) of at least `need` floats: this thread's kept one when it fits and
+        is not far too big; else a new one, kept when the Model's budget has room for it."""
         kept = getattr(self._tls, "ws", None)
-        if kept is not None and kept[0].size >= need:
-            return kept
+        if kept is not None:
+            if kept.floor <= need <= kept.size:
+                return kept.pair
+            self._tls.ws = kept = None  # too small, or far too big for this call: give it back
         ws = _aligned_empty(max(need, 1))  # the gate rows are read as whole vectors
         pair = (ws, self._ffi.from_buffer("float[]", ws))
-        if need <= _KEEP_WORKSPACE_FLOATS:
-            self._tls.ws = pair
+        if ws.size <= _KEEP_WORKSPACE_FLOATS:
+            with self._kept_lock:
+                if sum(k.size for k in list(self._kept)) + ws.size <= _KEEP_WORKSPACE_FLOATS:
+                    kept = _KeptWorkspace(*pair)
+                    self._kept.add(kept)
+                    self._tls.ws = kept
         return pair
+
+    def _kept_workspace_bytes(self) -> int:
+        """Bytes of workspace this Model's threads keep between calls (at most 64 MiB)."""
+        return 4 * sum(k.size for k in list(self._kept))
 
     def stream(self, batch: int = 1) -> "Stream":
         """A step-at-a-time runner with its own state (unidirectional, forward models only)."""
@@ -348,11 +380,30 @@ def _stream_from_state(model: Model, batch: int, h: np.ndarray, c: np.ndarray) -
     return s
 
 
+_streams: "weakref.WeakSet[Stream]" = weakref.WeakSet()  # every live Stream, for _after_fork_in_child
+_models: "weakref.WeakSet[Model]" = weakref.WeakSet()  # every live Model, likewise
+
+
+def _after_fork_in_child() -> None:
+    """fork() copies a lock some other thread held (a step in progress) as held forever: give the
+    child's copy of every stream (and every model's workspace budget) a fresh lock. (A stream's
+    state in the child is whatever an interrupted step had written: reset or assign it.)"""
+    for stream in list(_streams):
+        stream._lock = threading.Lock()
+    for model in list(_models):
+        model._kept_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class Stream:
     """State for `batch` independent rows; `step(x_t) -> y_t`.
 
     A stream is one sequence of states, so its calls are serialised by a lock: threads sharing a
-    stream take turns (the state stays consistent); for parallel work give each thread its own."""
+    stream take turns (the state stays consistent); for parallel work give each thread its own.
+    A forked child gets usable streams (their locks are re-created after fork)."""
 
     def __init__(self, model: Model, batch: int):
         if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or not 1 <= batch <= _INT32_MAX:
@@ -377,6 +428,7 @@ class Stream:
         self._fb = ffi.from_buffer
         self._fn = model._step
         self._lock = threading.Lock()
+        _streams.add(self)
 
     def __reduce__(self):
         """Pickled (and deep-copied) as its model, batch and current state."""

@@ -54,9 +54,16 @@ def suffix(layer: int, direction: int) -> str:
 
 
 def as_numpy(value: Any, must: str) -> np.ndarray:
-    """np.asarray of an array-like or a torch tensor (no copy when possible). `must` starts the
-    TypeError raised for what numpy cannot make an array of (ragged nested lists and the like)."""
-    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor
+    """np.asarray of an array-like or a torch tensor (no copy when possible). A torch tensor of any
+    floating dtype becomes float32 first (numpy has no bfloat16; the C reads float32 anyway), on
+    the CPU, detached; torch is never imported here. `must` starts the TypeError raised for what
+    numpy cannot make an array of (ragged nested lists and the like)."""
+    if type(value).__module__.startswith("torch") and hasattr(value, "detach"):  # a torch tensor
+        value = value.detach()
+        if value.is_floating_point():
+            value = value.float()  # bfloat16, float16, float64 -> float32 (float32: no copy)
+        value = value.cpu().numpy()
+    elif hasattr(value, "detach") and hasattr(value, "cpu"):  # tensor-like from elsewhere
         value = value.detach().cpu().numpy()
     try:
         return np.asarray(value)

@@ -4,6 +4,10 @@
 #include <math.h>
 #include <string.h>
 
+#if defined(__FAST_MATH__)
+#error "kws.c must be built without -ffast-math/-Ofast (they drop NaN and Inf handling and make the process flush denormals): use e.g. -O3 -std=c99 -ffp-contract=off"
+#endif
+
 /*
  * Program (time_loop=looped chunk=4 max_batch=1):
  *   buffers:
