@@ -54,22 +54,23 @@ def write_files(out_dir: str | os.PathLike[str], files: Mapping[str, str], *, fo
                 raise ValueError(f"{path} exists and was not written by lstmgen; move it away, choose another folder, "
                                  "or pass force=True (--force) to replace it")
         plan.append((path, files[name]))
-    written = []
-    for path, text in plan:
-        tmp = os.path.join(out, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
-        # O_EXCL: a planted file or link at the temporary name is never followed; mode 0644 less umask
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), 0o644)
-        try:
+    # every file is written to a temporary first and only then renamed into place: a full disk or
+    # an error while writing leaves the previous generation whole (no file of it replaced)
+    temps: list[tuple[str, str]] = []
+    try:
+        for path, text in plan:
+            tmp = os.path.join(out, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
+            # O_EXCL: a planted file or link at the temporary name is never followed; 0644 less umask
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), 0o644)
+            temps.append((tmp, path))
             with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
                 fh.write(text)
                 fh.flush()
                 os.fsync(fh.fileno())
+        for tmp, path in temps:
             os.replace(tmp, path)  # replaces a link itself, never its target
-        except BaseException:
-            try:
+    finally:
+        for tmp, _ in temps:
+            if os.path.lexists(tmp):
                 os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        written.append(path)
-    return written
+    return [path for path, _ in plan]

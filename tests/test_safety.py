@@ -20,9 +20,9 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from conftest import need_module
 
 import lstmgen
-from conftest import need_module
 from lstmgen import build
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
