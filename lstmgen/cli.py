@@ -41,6 +41,7 @@ def _schedule_args(p: argparse.ArgumentParser) -> None:
 
 
 _log = logging.getLogger("lstmgen")
+_BENCH_FLOATS = 1 << 28  # input + output floats a `lstmgen bench` call may allocate (1 GiB)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -154,9 +155,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise ValueError(f"--steps and --batch must be >= 1, got {T} and {B}")
     if args.seconds <= 0:
         raise ValueError(f"--seconds must be > 0, got {args.seconds}")
+    floats = T * B * (spec.input_size + spec.num_directions * spec.output_size)
+    if floats > _BENCH_FLOATS:
+        raise ValueError(f"--steps {T} x --batch {B} needs {4 * floats / 2**30:.3g} GiB of input and output; "
+                         f"a benchmark is capped at {4 * _BENCH_FLOATS / 2**30:.0f} GiB (lower --steps or --batch)")
     weights = weights if weights is not None else random_weights(spec, seed=0)
     _log.info("compiling %s (target=%s, math=%s)", spec.summary(), args.target, args.math)
-    model = compile(spec, weights, target=args.target, math=args.math)
+    model = compile(spec, weights, target=args.target, math=args.math, time_loop=args.time_loop,
+                    seq_len=args.seq_len, chunk=args.chunk)
     _log.info("timing for about %g s per peer", args.seconds)
     x = np.random.default_rng(0).standard_normal((B, T, spec.input_size) if spec.batch_first else (T, B, spec.input_size))
     x = x.astype(np.float32)
@@ -175,9 +181,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         lstm = torch.nn.LSTM(spec.input_size, spec.hidden_size, spec.num_layers, bias=spec.bias,
                              batch_first=spec.batch_first, bidirectional=spec.bidirectional, proj_size=spec.proj_size).eval()
         lstm.load_state_dict({k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in weights.items()})
-        xt = torch.from_numpy(x)
+        t_axis = 1 if spec.batch_first else 0
+        # a reverse spec (ONNX direction="reverse") is torch's forward LSTM run on the time-flipped input
+        xt = torch.from_numpy(np.ascontiguousarray(np.flip(x, t_axis)) if spec.reverse else x)
         with torch.inference_mode():
-            diff = float(np.abs(lstm(xt)[0].numpy() - model(x)[0]).max())
+            ty = lstm(xt)[0].numpy()
+            ty = np.flip(ty, t_axis) if spec.reverse else ty
+            diff = float(np.abs(ty - model(x)[0]).max())
 
             def run_torch():
                 with torch.inference_mode():
@@ -289,6 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="kernels (default: this machine's vector ISA)")
     b.add_argument("--math", choices=["libm", "approx"], default="approx", help="sigmoid/tanh (default approx, as compile())")
     b.add_argument("--seconds", type=float, default=1.0, help="time spent per peer (default 1)")
+    _schedule_args(b)
     b.set_defaults(fn=cmd_bench)
 
     d = sub.add_parser("demo", help="generate, build and check an example against the numpy golden")

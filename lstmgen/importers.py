@@ -139,8 +139,17 @@ def from_state_dict(state: Any, *, batch_first: bool = False, prefix: str | None
 # ---- Keras --------------------------------------------------------------------------------
 
 
+def _check_keras_version(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise TypeError(f"keras_version must be the int 2 or 3, got {v!r} ({type(v).__name__})")
+    if v not in (2, 3):
+        raise ValueError(f"keras_version must be 2 or 3 (it picks hard_sigmoid's slope), got {v}")
+    return v
+
+
 def keras_activation(name: Any, keras_version: int = 3) -> Activation:
     """A Keras activation name as the ONNX-style Activation lstmgen's cell takes."""
+    keras_version = _check_keras_version(keras_version)
     if name is None:
         name = "linear"
     if not isinstance(name, str):
@@ -218,6 +227,7 @@ def from_keras_weights(kernel: Any, recurrent_kernel: Any = None, bias: Any = No
                 raise ValueError(f"{'backward ' if d else ''}layer {i}: kernel has shape {k.shape}, expected {(want_in, 4 * H)}")
             if (b is not None) != has_bias:
                 raise ValueError("all layers must either have a bias or not (use_bias)")
+    keras_version = _check_keras_version(keras_version)
     f_act = keras_activation(recurrent_activation, keras_version)
     g_act = keras_activation(activation, keras_version)
     spec = LSTMSpec(input_size=int(fwd[0][0].shape[0]), hidden_size=int(H), num_layers=len(fwd), bias=has_bias,

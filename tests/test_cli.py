@@ -92,3 +92,38 @@ def test_weights_loader_is_the_librarys(tmp_path, capsys):
     torch.save({"state_dict": {k: torch.from_numpy(v) for k, v in w.items()}, "epoch": 3}, path)
     assert main(["generate", KWS, "--weights", str(path), "--out", str(tmp_path / "c"), "--prefix", "kws", "-q"]) == 0
     assert (tmp_path / "c" / "kws_weights.c").exists()
+
+
+def test_bench_reverse_chunk_and_huge_sizes(tmp_path, capsys):
+    """issue 13 items 7 and 11: a reverse spec is compared with torch on the flipped input, --chunk
+    is taken, and absurd --steps are refused with a message, not a traceback."""
+    import lstmgen
+
+    spec = tmp_path / "rev.json"
+    spec.write_text(lstmgen.LSTMSpec(input_size=3, hidden_size=8, reverse=True).to_json())
+    assert main(["bench", str(spec), "--steps", "20", "--seconds", "0.05", "-q"]) == 0
+    out = capsys.readouterr().out
+    if "max abs difference" in out:  # torch installed
+        diff = float(out.split("max abs difference lstmgen vs torch: ")[1].split()[0])
+        assert diff < 1e-5, out
+    assert main(["bench", KWS, "--steps", "20", "--chunk", "4", "--seconds", "0.05", "-q"]) == 0
+    assert "chunk=4" in capsys.readouterr().out
+    assert main(["bench", KWS, "--steps", "1000000000", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "--steps 1000000000" in err and "GiB" in err and "Traceback" not in err
+
+
+def test_keras_version_is_checked():
+    import numpy as np
+    import pytest
+
+    import lstmgen
+
+    k, r = np.zeros((3, 8), np.float32), np.zeros((2, 8), np.float32)
+    assert lstmgen.from_keras_weights(k, r, keras_version=2)[0].hidden_size == 2
+    with pytest.raises(TypeError, match="keras_version must be the int 2 or 3"):
+        lstmgen.from_keras_weights(k, r, keras_version="3")
+    with pytest.raises(TypeError, match="keras_version"):
+        lstmgen.from_keras_weights(k, r, keras_version=True)
+    with pytest.raises(ValueError, match="keras_version must be 2 or 3"):
+        lstmgen.from_keras_weights(k, r, keras_version=4)
