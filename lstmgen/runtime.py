@@ -358,7 +358,7 @@ class Model:
                     self._tls.ws = kept
         return pair
 
-    def _kept_workspace_bytes(self) -> int:
+    def kept_workspace_bytes(self) -> int:
         """Bytes of workspace this Model's threads keep between calls (at most 64 MiB)."""
         return 4 * sum(k.size for k in list(self._kept))
 
