@@ -4,6 +4,13 @@
 #include <math.h>
 #include <string.h>
 
+#if defined(__cplusplus)
+#if __cplusplus < 201703L
+#error "bidir_proj.c is C99; as C++ it needs C++17 or later (hex float literals): build it with a C compiler, or with -std=c++17"
+#endif
+#define restrict __restrict /* C's restrict, as C++ compilers spell it (this file only: #undef at its end) */
+#endif
+
 #if defined(__FAST_MATH__)
 #error "bidir_proj.c must be built without -ffast-math/-Ofast (they drop NaN and Inf handling and make the process flush denormals): use e.g. -O3 -std=c99 -ffp-contract=off"
 #endif
@@ -309,3 +316,7 @@ int bidir_proj_forward(const bidir_proj_weights *w, const float *x, int32_t T, i
     bidir_proj_window(w, x, x_st, x_sb, 0, T, B, lengths, h_n, c_n, y, y_st, y_sb, ws);
     return BIDIR_PROJ_OK;
 }
+
+#if defined(__cplusplus)
+#undef restrict
+#endif

@@ -4,6 +4,12 @@
 
 #include "bidir_proj.h"
 
+#if defined(__cplusplus)
+#if __cplusplus < 201703L
+#error "bidir_proj_weights.c is C99; as C++ it needs C++17 or later (hex float literals): build it with a C compiler, or with -std=c++17"
+#endif
+#endif
+
 /* layer 0 direction 0: w_ih (I_k, 4H) 16x128 */
 static const float bidir_proj_l0d0_w_ih[2048] = {
     0x1.8caef4p-5f, 0x1.06f83ap-3f, -0x1.0837e6p-3f, -0x1.2d348p-3f, -0x1.2384e6p-4f, 0x1.753b32p-4f,

@@ -4,6 +4,13 @@
 #include <math.h>
 #include <string.h>
 
+#if defined(__cplusplus)
+#if __cplusplus < 201703L
+#error "kws.c is C99; as C++ it needs C++17 or later (hex float literals): build it with a C compiler, or with -std=c++17"
+#endif
+#define restrict __restrict /* C's restrict, as C++ compilers spell it (this file only: #undef at its end) */
+#endif
+
 #if defined(__FAST_MATH__)
 #error "kws.c must be built without -ffast-math/-Ofast (they drop NaN and Inf handling and make the process flush denormals): use e.g. -O3 -std=c99 -ffp-contract=off"
 #endif
@@ -350,3 +357,7 @@ int kws_reset_row(float *h, float *c, int32_t B, int32_t row)
     }
     return KWS_OK;
 }
+
+#if defined(__cplusplus)
+#undef restrict
+#endif

@@ -4,6 +4,12 @@
 
 #include "kws.h"
 
+#if defined(__cplusplus)
+#if __cplusplus < 201703L
+#error "kws_weights.c is C99; as C++ it needs C++17 or later (hex float literals): build it with a C compiler, or with -std=c++17"
+#endif
+#endif
+
 /* layer 0 direction 0: w_ih (I_k, 4H) 40x256 */
 static const float kws_l0d0_w_ih[10240] = {
     0x1.187f5ep-5f, 0x1.24fc76p-6f, 0x1.07ea12p-4f, -0x1.3eda68p-5f, -0x1.e85d2ep-6f, -0x1.714ac2p-5f,
