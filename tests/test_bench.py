@@ -44,3 +44,16 @@ def test_limits_probe_plumbing():
     row = next(line for line in res.stdout.splitlines() if line.startswith("| 16 |"))
     ns_per_step = float(row.split("|")[4])
     assert ns_per_step > 0 and "FMA latency" in res.stdout
+
+
+def test_accuracy_corpus_plumbing():
+    """benchmarks/accuracy.py runs its peers on one short model and prints the ratio table."""
+    from conftest import need_module
+
+    need_module("torch")
+    res = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "accuracy.py"), "--models", "h16-f3", "--T", "50"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    row = next(line for line in res.stdout.splitlines() if line.startswith("| h16-f3 | 50 |"))
+    errs = [float(v) for v in row.split("|")[4:7]]
+    assert all(0 < e < 1e-4 for e in errs)  # every peer computes the same LSTM
