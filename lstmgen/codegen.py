@@ -390,6 +390,8 @@ def _tile(kind: str, name: str, rows: int, nb: int, bw: int, ks: int, P: str, ep
     vcell (the vector cell on registers) or cell (the scalar cell through a buffer)."""
     if not 1 <= ks <= 4:
         raise ValueError(f"ks must be 1..4 partial sums, got {ks}")
+    if not (1 <= rows <= 9 and 1 <= bw <= 9):  # C names join the indices: c{row}{block}{vector}
+        raise ValueError(f"a register tile has 1..9 rows and 1..9 vectors per block, got {rows} x {bw}")
     r = range(rows)
     spell = {
         "project": dict(decls=[f"const float *restrict a{i} = a[{i}];" for i in r], src=[f"a{i}" for i in r],
