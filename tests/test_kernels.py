@@ -296,5 +296,6 @@ def test_tile_shapes_give_the_same_bits(monkeypatch, ks):
             for B in (1, 7):
                 y, (h_n, c_n) = _run(model, spec, B, seed=B)[0]
                 bits = np.concatenate([y.ravel(), h_n.ravel(), c_n.ravel()]).view(np.uint32)
-                np.testing.assert_array_equal(bits, want.setdefault((math, B), bits), err_msg=f"mr={mr} mrs={mrs} tiles1={tiles1} kc={kc} {math} B={B}")
+                np.testing.assert_array_equal(bits, want.setdefault((math, B), bits),
+                                              err_msg=f"mr={mr} mrs={mrs} tiles1={tiles1} kc={kc} {math} B={B}")
         monkeypatch.undo()

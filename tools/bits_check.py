@@ -131,7 +131,7 @@ def against(commit: str) -> int:
                 cache = os.path.join(tmp, f"cache-{side}")
                 os.makedirs(cache)
                 env = dict(os.environ, PYTHONPATH=src, LSTMGEN_CACHE_DIR=cache)
-                log = open(os.path.join(tmp, f"{side}.log"), "w")  # noqa: SIM115 - closed below
+                log = open(os.path.join(tmp, f"{side}.log"), "w")  # closed below, once the child exits
                 procs.append((side, log, subprocess.Popen([sys.executable, os.path.abspath(__file__), "--child",
                                                            os.path.join(tmp, f"{side}.npz")], env=env, cwd=tmp,
                                                           stdout=log, stderr=subprocess.STDOUT)))
