@@ -358,9 +358,63 @@ def _vector_ops(isa: str, vw: int) -> tuple[str, str, list[tuple[str, str, str, 
     return header, vtype, ops
 
 
+def _partials(ks: int) -> list[str]:
+    """C names of a tile's ks partial sums: c (which also holds the result), d1, d2, ..."""
+    return ["c"] + [f"d{s}" for s in range(1, ks)]
+
+
+def _pairwise(ks: int) -> list[tuple[str, str, str]]:
+    """The partial sums added pairwise into c, as (dst, a, b) for dst = a + b in order:
+    ks = 2: c + d1; ks = 3: (c + d1) + d2; ks = 4: (c + d1) + (d2 + d3)."""
+    names, steps, width = _partials(ks), [], 1
+    while width < ks:
+        steps += [(names[i], names[i], names[i + width]) for i in range(0, ks - width, 2 * width)]
+        width *= 2
+    return steps
+
+
+def _tile(kind: str, name: str, rows: int, nb: int, bw: int, ks: int, P: str, epilogue: str = "store") -> dict:
+    """One register tile for kernels.j2's `tile`: rows x nb blocks x bw vectors of accumulators,
+    ks partial sums, how its rows read inputs and start, and its epilogue: store (to t.dst),
+    vcell (the vector cell on registers) or cell (the scalar cell through a buffer)."""
+    if not 1 <= ks <= 4:
+        raise ValueError(f"ks must be 1..4 partial sums, got {ks}")
+    if not (1 <= rows <= 9 and 1 <= bw <= 9):  # C names join the indices: c{row}{block}{vector}
+        raise ValueError(f"a register tile has 1..9 rows and 1..9 vectors per block, got {rows} x {bw}")
+    r = range(rows)
+    spell = {
+        "project": dict(decls=[f"const float *restrict a{i} = a[{i}];" for i in r], src=[f"a{i}" for i in r],
+                        init=[f"init + {i} * init_rs" for i in r], dst=[f"dst[{i}]" for i in r], ldw=f"{P}_G4"),
+        "step": dict(decls=[f"const float *h{i} = h[{i}]; /* may be the row hn[r] points into (written after the last read) */"
+                            for i in r], src=[f"h{i}" for i in r], init=[f"g[{i}]" for i in r], dst=[], ldw=f"{P}_G4"),
+        "matvec": dict(decls=[], src=["x"], init=[], dst=["y"], ldw="N"),
+    }[kind]
+    return dict(spell, kind=kind, name=name, rows=rows, nb=nb, bw=bw, ks=ks, acc=_partials(ks), red=_pairwise(ks),
+                epilogue=epilogue)
+
+
+def _rationals(p: str, vector: bool) -> list[dict]:
+    """math="approx"'s tanh and sigmoid for kernels.j2's `rational`: x * num(x^2) / den(x^2)
+    (+ 1/2 for sigmoid) clamped to |x| <= clamp; `when` names the kernel_context flag that asks
+    for the function."""
+    scalar = [c_float(v) for v in kernels.TANH_P], [c_float(v) for v in kernels.TANH_Q]
+    ssig = [c_float(v) for v in kernels.SIGMOID_P], [c_float(v) for v in kernels.SIGMOID_Q]
+    clamp, sclamp = c_float(kernels.TANH_CLAMP), c_float(2 * kernels.TANH_CLAMP)
+    out = [dict(when="scalar_tanh", fn="tanh", vector=False, name=f"{p}_tanh", clamp=clamp, num=scalar[0], den=scalar[1],
+                half=False, fma=""),
+           dict(when="scalar_sigmoid", fn="sigmoid", vector=False, name=f"{p}_sigmoid", clamp=sclamp, num=ssig[0],
+                den=ssig[1], half=True, fma="")]
+    if vector:
+        vec = lambda cs: [f"{p}_vset1({c})" for c in cs]  # noqa: E731 - coefficients as vectors
+        out += [dict(r, when="vector_cell", vector=True, name=f"{p}_v{r['fn']}", num=vec(r["num"]), den=vec(r["den"]),
+                     fma=f"{p}_vfma") for r in out]
+    return out
+
+
 def kernel_context(program: ScheduledProgram, p: str) -> dict:
     """What kernels.j2 and the kernel parts of model.c.j2 need: the plan, spelled for C."""
     plan = program.plan
+    P = p.upper()
     acts = {a.name for v in program.variants for a in v.activations}
     scalar_cell = not plan.vector_cell
     nb = program.spec.hidden_size // plan.vw if plan.vw else 0  # gate blocks
@@ -377,23 +431,24 @@ def kernel_context(program: ScheduledProgram, p: str) -> dict:
         scalar_cell=scalar_cell,
         scalar_tanh=approx and scalar_cell and bool(acts & {"Sigmoid", "Tanh", "ScaledTanh"}),
         scalar_sigmoid=approx and scalar_cell and "Sigmoid" in acts,
-        clamp=c_float(kernels.TANH_CLAMP),
-        sclamp=c_float(2 * kernels.TANH_CLAMP),
-        tp=[c_float(v) for v in kernels.TANH_P],
-        tq=[c_float(v) for v in kernels.TANH_Q],
-        sp=[c_float(v) for v in kernels.SIGMOID_P],
-        sq=[c_float(v) for v in kernels.SIGMOID_Q],
-        tile_rows=list(range(plan.mr, 0, -1)),
-        step_tiles=sorted({(1, plan.nb1), (1, nb // plan.tiles1)} | {(m, 1) for m in range(1, plan.mrs + 1)}, reverse=True),
+        rationals=_rationals(p, plan.vector),
         mrs=plan.mrs,
-        nb1=plan.nb1,
-        tiles1=plan.tiles1,
-        ks=plan.ks,
         kc=plan.kc,
     )
     if plan.vector:
-        for name in ("tp", "tq", "sp", "sq"):  # coefficients as vectors
-            ctx["v" + name] = [f"{p}_vset1({c})" for c in ctx[name]]
+        if not 1 <= plan.tiles1 <= nb or plan.nb1 != -(-nb // plan.tiles1):
+            raise ValueError(f"one-row step of {nb} gate blocks: {plan.tiles1} tiles of up to {plan.nb1} do not fit")
+        # The one-row step: tiles1 tiles of base + 1 (the first `extra`) or base gate blocks; the
+        # multi-row step: tiles of 1..mrs rows, one gate block each. Widest first.
+        base, extra = divmod(nb, plan.tiles1)
+        shapes = sorted({(1, base + 1 if extra else base), (1, base)} | {(m, 1) for m in range(1, plan.mrs + 1)}, reverse=True)
+        ctx.update(
+            one_row=dict(tiles=plan.tiles1, base=base, extra=extra),
+            stiles=[_tile("step", f"{p}_stile{m}x{n}", m, n, 4, plan.ks, P, "vcell" if plan.vector_cell else "cell")
+                    for m, n in shapes],
+            ptiles=[_tile("project", f"{p}_ptile{m}", m, 1, 4, 1, P) for m in range(plan.mr, 0, -1)],
+            mtiles=[_tile("matvec", f"{p}_mtile{n}", 1, 1, n, 1, P) for n in (8, 1)],
+        )
         header, vtype, ops = _vector_ops(plan.isa, plan.vw)
         guard, hint = _GUARDS[plan.isa]
         used = {"load", "store", "set1", "fma"} | ({"mul", "divadd", "min", "max"} if plan.vector_cell else set())

@@ -19,9 +19,10 @@ and tanh with a rational approximation in float32 (no libm, no double, vectoriza
     tanh(x) ~ x * P(x^2) / Q(x^2)  on [-9, 9], clamped outside (tanh(9) rounds to 1 in float32)
     sigmoid(x) = 1/2 + tanh(x/2)/2, the same rational function with its coefficients scaled
 
-P and Q are degree 4 in x^2 with positive coefficients (so Q >= 1 and nothing cancels), fitted
-for minimal relative error by benchmarks/fit_tanh.py; the max error vs libm is asserted by
-tests/test_fast_math.py and quoted in the README.
+P and Q are degree 4 in x^2 with positive coefficients (so Q >= 1 and nothing cancels). Where
+the coefficients came from is not recorded: no fitting script was committed with them, and a
+later issue re-derives them with a committed script. What is checked is the result: the max
+error vs libm is asserted by tests/test_fast_math.py and quoted in the README.
 """
 
 from __future__ import annotations
@@ -60,9 +61,9 @@ class KernelPlan:
     vw: int  # floats per vector; 0 = the portable scalar kernels
     mr: int  # rows per register tile of the projection (mr rows x 4 gate vectors)
     vector_cell: bool  # the plain torch cell runs on vectors (math=approx, default activations)
-    nb1: int = 1  # gate blocks per tile of the one-row (B = 1) step (the largest tile)
+    nb1: int = 1  # gate blocks per tile of the one-row (B = 1) step (the largest tile: ceil(NB / tiles1))
     tiles1: int = 1  # tiles of the one-row step: NB blocks split as evenly as possible
-    ks: int = 1  # the recurrence's sum over k split into ks interleaved partial sums (short chains)
+    ks: int = 1  # the recurrence's sum over k split into ks (1..4) interleaved partial sums (short chains)
     kc: int = 0  # K chunk for multi-row tiles: one block's (kc, 4 vw) weight panel stays in L1
     mrs: int = 0  # rows per register tile of the recurrence (mr / ks: ks partial sums each)
 
@@ -138,12 +139,6 @@ def vector_widths(isa: str) -> tuple[int, ...]:
     return _WIDTHS[isa]
 
 
-def max_tile_rows(isa: str) -> int:
-    """Most rows a register tile may hold (4 gate accumulators per row plus 4 weight vectors fit
-    the architectural registers)."""
-    return (_REGISTERS[isa] - 4) // 4 if isa in _REGISTERS else 0
-
-
 def max_step_blocks(isa: str) -> int:
     """Most gate blocks one tile of the one-row step holds (4 accumulators each)."""
     return 4 if _REGISTERS.get(isa, 0) >= 32 else 2
@@ -182,6 +177,8 @@ def plan_for_width(spec: LSTMSpec, isa: str, math: str, vw: int) -> KernelPlan:
     # the step's critical path. Fixed per model, so results never depend on B.
     ks = 2 if nb == 1 else 1
     # Tile = mr rows x 4 gate vectors of accumulators (x ks partial sums), plus 4 weights.
+    # W_hh streams into the step tiles with the hardware prefetchers alone: software prefetch
+    # ahead of it measured ~5% slower (interleaved A/B runs of the step at H = 64 and 256).
     mr = 6 if regs >= 32 else 2
     # ~24 KiB of weight panel per K chunk (half an L1): reused by every row group from L1.
     kc = max(16, 24576 // (16 * vw))

@@ -231,3 +231,62 @@ def test_run_time_windows_match_the_whole_sequence(reverse):
     assert max_err(got, ref) < 1e-5
     two_layers = lstmgen.LSTMSpec(input_size=5, hidden_size=64, num_layers=2)  # layers would evict each other's weights
     assert not lstmgen.compile(two_layers, lstmgen.random_weights(two_layers)).program.auto_window
+
+
+def _run(model, spec, B: int, seed: int):
+    x, hx, lengths = inputs(spec, 6, B, seed=seed)
+    return model(x, hx, lengths=lengths), (x, hx, lengths)
+
+
+# K = R = 11 (proj) and 16: a sum of 11 terms leaves a tail of 11 % ks; 3 and 1 gate blocks.
+KS_SPECS = {"proj": dict(input_size=5, hidden_size=48, proj_size=11), "one_block": dict(input_size=3, hidden_size=16, num_layers=2)}
+
+
+@pytest.mark.skipif(NATIVE == "portable", reason="partial sums are a vector-kernel choice")
+@pytest.mark.parametrize("name", list(KS_SPECS))
+@pytest.mark.parametrize("ks", [1, 2, 3, 4])
+def test_any_number_of_partial_sums_matches_the_reference(name, ks):
+    """The recurrence's sum over k split into ks = 1..4 partial sums (the plan itself makes only
+    1 or 2): with libm math within 1e-6 of the float64 reference; with the vector cell (approx)
+    within 1e-6 of the same model with one sum."""
+    spec = lstmgen.LSTMSpec(**KS_SPECS[name])
+    weights = lstmgen.random_weights(spec, seed=11)
+    plan = dict(ks=ks, mrs=max(1, 6 // ks))  # the plan= override (schedule.PLAN_KNOBS)
+    c_text = lstmgen.generate_sources(spec, None, prefix="m", target=NATIVE, plan=plan).files["m.c"]
+    assert (f"k += {ks})" in c_text) == (ks > 1)  # the forced plan reaches the C
+    libm, approx = (lstmgen.compile(spec, weights, math=m, plan=plan) for m in ("libm", "approx"))
+    one_sum = lstmgen.compile(spec, weights, math="approx", plan=dict(ks=1))
+    for B in (1, 5):
+        got, (x, hx, lengths) = _run(libm, spec, B, seed=B)
+        assert max_err(got, reference.lstm_forward(spec, weights, x, hx, lengths=lengths)) <= 1e-6, (name, ks, B)
+        assert max_err(_run(approx, spec, B, seed=B)[0], _run(one_sum, spec, B, seed=B)[0]) <= 1e-6, (name, ks, B)
+
+
+def test_partial_sums_are_added_pairwise():
+    from lstmgen.codegen import _pairwise
+
+    assert _pairwise(1) == [] and _pairwise(2) == [("c", "c", "d1")]
+    assert _pairwise(3) == [("c", "c", "d1"), ("c", "c", "d2")]
+    assert _pairwise(4) == [("c", "c", "d1"), ("d2", "d2", "d3"), ("c", "c", "d2")]
+
+
+@pytest.mark.skipif(NATIVE == "portable", reason="register tiles are the vector kernels'")
+@pytest.mark.parametrize("ks", [1, 3])
+def test_tile_shapes_give_the_same_bits(ks):
+    """For a fixed ks, the projection's rows per tile (mr) and K chunk (kc), the recurrence's rows
+    per tile (mrs) and the one-row step's tiles (tiles1 of nb1 blocks) change no bit: every
+    element's sum runs over the same terms in the same order."""
+    spec = lstmgen.LSTMSpec(input_size=130, hidden_size=64, proj_size=21)  # K past kc; 4 gate blocks (avx512)
+    weights = lstmgen.random_weights(spec, seed=12)
+    nb = spec.hidden_size // kernels.plan(spec, NATIVE, "approx").vw
+    want: dict = {}
+    for mr, mrs, tiles1, kc in ((1, 1, nb, 16), (3, 2, 2, 50), (5, 4, 1, 1000), (2, 3, 3, 17)):
+        plan = dict(ks=ks, mr=mr, mrs=mrs, tiles1=tiles1, kc=kc)
+        for math in ("approx", "libm"):
+            model = lstmgen.compile(spec, weights, math=math, plan=plan)
+            assert model.program.plan.nb1 == -(-nb // tiles1)
+            for B in (1, 7):
+                y, (h_n, c_n) = _run(model, spec, B, seed=B)[0]
+                bits = np.concatenate([y.ravel(), h_n.ravel(), c_n.ravel()]).view(np.uint32)
+                np.testing.assert_array_equal(bits, want.setdefault((math, B), bits),
+                                              err_msg=f"mr={mr} mrs={mrs} tiles1={tiles1} kc={kc} {math} B={B}")
