@@ -1,0 +1,106 @@
+"""from_torch on torch models as people have them, against torch itself.
+
+Input: nn.LSTMCell modules and their state_dicts, pruned / parametrised / dynamically quantised
+LSTMs, subclasses and containers, checkpoints as training code saves them (nested dicts,
+Lightning and DataParallel prefixes), the CLI over .pt files, and torch's own module test inputs
+(module_db). Output: pass/fail; compiled models must match the torch module within ATOL (a
+quantised module within its own quantisation error), and what cannot be converted exactly must
+be refused with a message naming what is wrong.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import need_module
+
+import lstmgen
+from lstmgen.importers import from_state_dict
+
+ATOL = 1e-5
+
+
+def _max_diff(got, want) -> float:
+    want = want.detach().numpy() if hasattr(want, "detach") else np.asarray(want)
+    return float(np.abs(np.asarray(got) - want).max())
+
+
+def _check_lstm(model, module, torch, *, T=9, B=3, seed=0, atol=ATOL):
+    """model(x) against module(x) for a torch.nn.LSTM-like module (output, h_n, c_n)."""
+    spec = model.spec
+    shape = (B, T, spec.input_size) if spec.batch_first else (T, B, spec.input_size)
+    x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+    out, (h_n, c_n) = model(x)
+    with torch.no_grad():
+        t_out, (t_h, t_c) = module(torch.from_numpy(x))
+    for got, want in ((out, t_out), (h_n, t_h), (c_n, t_c)):
+        assert _max_diff(got, want) < atol
+
+
+# ---- nn.LSTMCell ----------------------------------------------------------------------------
+
+
+def _step_cell(cell, torch, xs):
+    """h, c after each step of cell over xs (T, B, I), from zero state."""
+    B = xs.shape[1]
+    h = torch.zeros(B, cell.hidden_size)
+    c = torch.zeros(B, cell.hidden_size)
+    hs, cs = [], []
+    with torch.no_grad():
+        for x_t in xs:
+            h, c = cell(torch.from_numpy(x_t), (h, c))
+            hs.append(h.numpy().copy())
+            cs.append(c.numpy().copy())
+    return np.stack(hs), np.stack(cs)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_lstm_cell_module_streams_and_runs_like_the_loop(bias):
+    torch = need_module("torch")
+    torch.manual_seed(1)
+    cell = torch.nn.LSTMCell(5, 7, bias=bias).eval()
+    spec, w = lstmgen.from_torch(cell)
+    assert (spec.input_size, spec.hidden_size, spec.num_layers, spec.bias) == (5, 7, 1, bias)
+    assert sorted(w) == sorted(spec.weight_shapes())
+    model = lstmgen.compile(spec, w, target="portable")
+    T, B = 24, 3
+    xs = np.random.default_rng(2).standard_normal((T, B, 5)).astype(np.float32)
+    hs, cs = _step_cell(cell, torch, xs)
+    stream = model.stream(batch=B)
+    for t in range(T):  # the stream's output and state equal the cell's (h, c) at every step
+        y = stream.step(xs[t])
+        h, c = stream.state
+        assert _max_diff(y, hs[t]) < ATOL
+        assert _max_diff(h[0], hs[t]) < ATOL and _max_diff(c[0], cs[t]) < ATOL
+    out, (h_n, c_n) = model(xs)  # the whole sequence: the loop over time
+    assert _max_diff(out, hs) < ATOL
+    assert _max_diff(h_n[0], hs[-1]) < ATOL and _max_diff(c_n[0], cs[-1]) < ATOL
+
+
+def test_lstm_cell_state_dicts_with_and_without_prefix_and_compile_of_the_module():
+    torch = need_module("torch")
+    torch.manual_seed(3)
+    cell = torch.nn.LSTMCell(4, 6).eval()
+    spec_m, w_m = lstmgen.from_torch(cell)
+    sd = cell.state_dict()
+    assert sorted(sd) == ["bias_hh", "bias_ih", "weight_hh", "weight_ih"]
+
+    class Vad(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.cell = cell
+
+    for state, prefix in ((sd, None), (Vad().state_dict(), None), (Vad().state_dict(), "cell.")):
+        spec, w = lstmgen.from_torch(state, prefix=prefix)
+        assert spec == spec_m
+        for k in w_m:
+            np.testing.assert_array_equal(w[k], w_m[k])
+    model = lstmgen.compile(cell, target="portable")  # compile() takes the cell module itself
+    assert model.spec == spec_m
+    xs = np.random.default_rng(4).standard_normal((21, 2, 4)).astype(np.float32)
+    hs, _ = _step_cell(cell, torch, xs)
+    assert _max_diff(model(xs)[0], hs) < ATOL
+    with pytest.raises(ValueError, match=r"mixes an LSTMCell's keys \(weight_ih\) with an LSTM's"):
+        from_state_dict({"weight_ih": np.zeros((24, 4)), "weight_hh_l0": np.zeros((24, 6))})
+    with pytest.raises(ValueError, match=r"does not fit the LSTMCell inferred from it"):
+        from_state_dict({**{k: v.numpy() for k, v in sd.items()}, "weight_hh": np.zeros((24, 5))})
