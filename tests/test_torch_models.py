@@ -104,3 +104,92 @@ def test_lstm_cell_state_dicts_with_and_without_prefix_and_compile_of_the_module
         from_state_dict({"weight_ih": np.zeros((24, 4)), "weight_hh_l0": np.zeros((24, 6))})
     with pytest.raises(ValueError, match=r"does not fit the LSTMCell inferred from it"):
         from_state_dict({**{k: v.numpy() for k, v in sd.items()}, "weight_hh": np.zeros((24, 5))})
+
+
+# ---- pruned and parametrised modules --------------------------------------------------------
+
+
+def _pruned(torch):
+    import torch.nn.utils.prune as prune
+    torch.manual_seed(5)
+    m = torch.nn.LSTM(4, 6, num_layers=2, bidirectional=True).eval()
+    prune.l1_unstructured(m, "weight_ih_l0", amount=0.5)
+    prune.random_unstructured(m, "weight_hh_l1_reverse", amount=0.3)
+    prune.l1_unstructured(m, "weight_ih_l0", amount=0.2)  # pruned twice: a PruningContainer
+    prune.l1_unstructured(m, "bias_hh_l0", amount=0.5)
+    return m
+
+
+def _weight_normed(torch):
+    import torch.nn.utils.parametrizations as P
+    torch.manual_seed(6)
+    m = torch.nn.LSTM(3, 5, num_layers=2, proj_size=2).eval()
+    P.weight_norm(m, "weight_hh_l0")  # dim=0: g is (4H, 1)
+    P.weight_norm(m, "weight_ih_l1", dim=1)  # g is (1, I)
+    P.weight_norm(m, "weight_hr_l1", dim=None)  # g is a scalar
+    with torch.no_grad():  # g no longer the norm of v, so that g matters
+        m.parametrizations.weight_hh_l0.original0.mul_(1.7)
+        m.parametrizations.weight_ih_l1.original0.mul_(0.6)
+        m.parametrizations.weight_hr_l1.original0.mul_(1.3)
+    return m
+
+
+def _legacy_weight_normed(torch):
+    import warnings
+    torch.manual_seed(7)
+    m = torch.nn.LSTM(3, 5).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.nn.utils.weight_norm is deprecated in favour of parametrizations
+        torch.nn.utils.weight_norm(m, "weight_ih_l0", dim=1)
+    with torch.no_grad():
+        m.weight_ih_l0_g.mul_(1.5)
+    return m
+
+
+@pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN")
+@pytest.mark.parametrize("make", [_pruned, _weight_normed, _legacy_weight_normed],
+                         ids=["pruned", "weight_norm", "legacy_weight_norm"])
+def test_pruned_and_weight_normed_modules_and_state_dicts(make):
+    torch = need_module("torch")
+    m = make(torch)
+    sd = m.state_dict()
+    assert any(k.endswith(("_orig", "_mask", "_g", "_v", "original0")) for k in sd)  # the forms tested
+    spec, w = lstmgen.from_torch(m)
+    assert sorted(w) == sorted(spec.weight_shapes())
+    _check_lstm(lstmgen.compile(spec, w, target="portable"), m, torch)
+    spec2, w2 = lstmgen.from_torch(sd)  # the effective weights computed from the saved parts
+    assert spec2 == spec
+    for k in w:
+        np.testing.assert_allclose(w2[k], w[k], rtol=1e-6, atol=1e-7)
+    spec3, w3 = lstmgen.from_torch({f"net.lstm.{k}": v for k, v in sd.items()})  # under a prefix too
+    assert spec3 == spec and sorted(w3) == sorted(w)
+
+
+def test_parametrisations_a_state_dict_cannot_compute_are_refused():
+    torch = need_module("torch")
+    import torch.nn.utils.parametrize as parametrize
+
+    class Scaled(torch.nn.Module):
+        def forward(self, X):
+            return 0.5 * X
+
+    torch.manual_seed(8)
+    m = torch.nn.LSTM(3, 4).eval()
+    parametrize.register_parametrization(m, "weight_hh_l0", Scaled())
+    spec, w = lstmgen.from_torch(m)  # the module computes it: fine
+    _check_lstm(lstmgen.compile(spec, w, target="portable"), m, torch)
+    with pytest.raises(ValueError, match=r"parametrizations\.weight_hh_l0\.original: weight_hh_l0 is computed by a "
+                                         r"torch parametrization .*from_torch\(module\).*remove_parametrizations"):
+        lstmgen.from_torch(m.state_dict())
+    m = torch.nn.LSTM(3, 4).eval()
+    torch.nn.utils.parametrizations.spectral_norm(m, "weight_ih_l0")  # original plus buffers of its own
+    _check_lstm(lstmgen.compile(m, target="portable"), m, torch)
+    with pytest.raises(ValueError, match=r"parametrizations\.weight_ih_l0\..*torch parametrization"):
+        lstmgen.from_torch(m.state_dict())
+    sd = {k: v for k, v in _pruned(torch).state_dict().items() if k != "weight_ih_l0_mask"}
+    with pytest.raises(ValueError, match=r"weight_ih_l0_mask is missing: a pruned weight \(torch\.nn\.utils\.prune\)"):
+        lstmgen.from_torch(sd)
+    sd = {k: v for k, v in _weight_normed(torch).state_dict().items()}
+    sd["parametrizations.weight_hh_l0.original0"] = torch.ones(3, 2)
+    with pytest.raises(ValueError, match=r"weight_hh_l0: a weight-norm magnitude g of shape \(3, 2\) does not fit"):
+        lstmgen.from_torch(sd)
