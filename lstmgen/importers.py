@@ -443,6 +443,10 @@ def _refuse_overrides(module: Any, base: type) -> None:
                         f"this module would compute something else: pass an {what} (the one its forward runs)")
 
 
+def _hook_name(hook: Any) -> str:
+    return str(getattr(hook, "__qualname__", None) or type(hook).__name__)
+
+
 def _module_weights(module: Any, names: dict[str, str], torch: Any) -> dict[str, np.ndarray]:
     """The weights as the module's own forward sees them: `names` maps each of the module's
     attribute names to lstmgen's. Pruning and the old weight_norm recompute the attribute in a
@@ -458,11 +462,11 @@ def _module_weights(module: Any, names: dict[str, str], torch: Any) -> dict[str,
         elif isinstance(hook, WeightNorm):
             computed[hook.name] = hook.compute_weight(module)
         else:
-            raise TypeError(f"{type(module).__name__} has a forward pre-hook ({type(hook).__name__}) whose effect "
+            raise TypeError(f"{type(module).__name__} has a forward pre-hook ({_hook_name(hook)}) whose effect "
                             "lstmgen cannot see; remove it, or pass a plain module with the weights it would use")
     if module._forward_hooks:
         hook = next(iter(module._forward_hooks.values()))
-        raise TypeError(f"{type(module).__name__} has a forward hook ({getattr(hook, '__name__', type(hook).__name__)}) "
+        raise TypeError(f"{type(module).__name__} has a forward hook ({_hook_name(hook)}) "
                         "that changes or observes its output, which lstmgen's C does not run; remove it first")
     out = {}
     with torch.no_grad():

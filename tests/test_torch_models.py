@@ -259,3 +259,65 @@ def test_dynamically_quantised_lstm_cell_and_its_state_dict(dtype):
         lstmgen.from_torch(q.state_dict())
     with pytest.raises(ValueError, match=r"_all_weight_values\.0\.param' is a packed parameter"):
         lstmgen.from_torch(_quantize(torch, torch.nn.LSTM(2, 3), getattr(torch, dtype)).state_dict())
+
+
+# ---- subclasses, hooks and containers -------------------------------------------------------
+
+
+def test_subclasses_overriding_forward_and_hooks_are_refused():
+    torch = need_module("torch")
+
+    class Doubled(torch.nn.LSTM):
+        def forward(self, x, hx=None):
+            out, state = super().forward(x, hx)
+            return 2 * out, state
+
+    class Cell(torch.nn.LSTMCell):
+        def forward(self, x, hx=None):
+            return super().forward(x.flip(-1), hx)
+
+    class Named(torch.nn.LSTM):  # a subclass that keeps nn.LSTM's forward is fine
+        pass
+
+    with pytest.raises(TypeError, match=r"Doubled overrides forward; lstmgen compiles nn\.LSTM's own forward.*pass an nn\.LSTM"):
+        lstmgen.from_torch(Doubled(3, 4))
+    with pytest.raises(TypeError, match=r"Doubled overrides forward"):
+        lstmgen.compile(Doubled(3, 4))
+    with pytest.raises(TypeError, match=r"Cell overrides forward; lstmgen compiles nn\.LSTMCell's own forward"):
+        lstmgen.from_torch(Cell(3, 4))
+    named = Named(3, 4).eval()
+    _check_lstm(lstmgen.compile(named, target="portable"), named, torch)
+    m = torch.nn.LSTM(3, 4)
+    m.register_forward_hook(lambda mod, inp, out: (out[0] * 2, out[1]))
+    with pytest.raises(TypeError, match=r"LSTM has a forward hook \(.*<lambda>\)"):
+        lstmgen.from_torch(m)
+    m = torch.nn.LSTM(3, 4)
+    m.register_forward_pre_hook(lambda mod, inp: None)
+    with pytest.raises(TypeError, match=r"LSTM has a forward pre-hook \(.*<lambda>\) whose effect"):
+        lstmgen.from_torch(m)
+
+
+def test_modules_containing_lstms_are_refused_naming_them():
+    torch = need_module("torch")
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = torch.nn.LSTM(3, 4)
+            self.layers = torch.nn.ModuleList([torch.nn.Linear(4, 4), torch.nn.LSTMCell(4, 4)])
+            self.head = torch.nn.Linear(4, 2)
+
+    with pytest.raises(TypeError, match=r"got Net; it contains LSTMs at: net\.encoder, net\.layers\[1\] \(net being "
+                                        r"the Net passed\); pass one of them, e.g\. from_torch\(net\.encoder\)"):
+        lstmgen.from_torch(Net())
+    with pytest.raises(TypeError, match=r"got Sequential; it contains LSTMs at: net\[0\]"):
+        lstmgen.compile(torch.nn.Sequential(torch.nn.LSTM(3, 4), torch.nn.Identity()))
+    quantised = _quantize(torch, torch.nn.LSTM(3, 4), torch.qint8)
+    with pytest.raises(TypeError, match=r"contains LSTMs at: net\.rnn"):
+        lstmgen.from_torch(torch.nn.ModuleDict({"rnn": quantised}))
+    with pytest.raises(TypeError, match=r"got Linear, which contains no nn\.LSTM or nn\.LSTMCell"):
+        lstmgen.from_torch(torch.nn.Linear(3, 4))
+    with pytest.raises(TypeError, match=r"got GRU, which contains no nn\.LSTM"):
+        lstmgen.from_torch(torch.nn.GRU(3, 4))
+    with pytest.raises(ValueError, match="prefix applies to state_dicts"):
+        lstmgen.from_torch(torch.nn.LSTM(3, 4), prefix="x.")
