@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -65,6 +66,19 @@ def _short(items: list[str], n: int = 20) -> str:
     return ", ".join(items[:n]) + (" ..." if len(items) > n else "") if items else "(none)"
 
 
+def _torch_load_error(exc: Exception) -> str:
+    """torch.load's failure in one line: for a file of pickled objects (weights_only refuses them),
+    the object it met and what to do instead."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if found or "weights_only" in text:
+        what = f" (it met {found[1]})" if found else ""
+        return (f"the file holds pickled Python objects{what}, e.g. a whole module saved with torch.save(model), "
+                "which lstmgen does not unpickle; if you trust the file, load it yourself with "
+                "torch.load(path, weights_only=False) and pass the module, or save module.state_dict() instead")
+    return (text.strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
 def load_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The dict a file holds: .npz (always) or .pt/.pth/.ckpt/.tar (needs torch; loaded with
     weights_only=True, so no pickled code runs). That may be a state_dict or a checkpoint whose
@@ -79,16 +93,12 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
         if not os.path.isfile(path):
             raise ValueError(f"{path}: no such file")
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # failures are reported below; torch's notes about them are noise
+                warnings.simplefilter("ignore")
+                state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises pickle, zip and runtime errors of many kinds
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-            hint = ""
-            if "weights_only" in str(exc) or "Unpickl" in type(exc).__name__:
-                hint = ("; it holds pickled Python objects (e.g. a whole module saved with torch.save(model)), "
-                        "which lstmgen does not unpickle: if you trust the file, load it yourself with "
-                        "torch.load(path, weights_only=False) and pass the module, or save module.state_dict()")
             raise ValueError(f"{path}: cannot load as a torch state_dict with torch.load(weights_only=True): "
-                             f"{first}{hint}") from None
+                             f"{_torch_load_error(exc)}") from None
         if not isinstance(state, Mapping):
             raise ValueError(f"{path}: expected a state_dict or a checkpoint dict, got {type(state).__name__}")
         return dict(state)

@@ -321,3 +321,178 @@ def test_modules_containing_lstms_are_refused_naming_them():
         lstmgen.from_torch(torch.nn.GRU(3, 4))
     with pytest.raises(ValueError, match="prefix applies to state_dicts"):
         lstmgen.from_torch(torch.nn.LSTM(3, 4), prefix="x.")
+
+
+# ---- checkpoints as people save them --------------------------------------------------------
+
+
+def _lstm_and_optimizer_state(torch):
+    torch.manual_seed(13)
+    lstm = torch.nn.LSTM(3, 5, num_layers=2, bidirectional=True).eval()
+    opt = torch.optim.Adam(lstm.parameters())
+    lstm(torch.randn(4, 2, 3))[0].sum().backward()
+    opt.step()  # the optimizer's state now holds tensors (exp_avg, ...) of the same shapes
+    return lstm, opt.state_dict()
+
+
+def _checkpoints(torch):
+    lstm, opt = _lstm_and_optimizer_state(torch)
+    sd = lstm.state_dict()
+
+    class Lit(torch.nn.Module):  # a LightningModule keeps its net under its attribute name
+        def __init__(self):
+            super().__init__()
+            self.model = lstm
+
+    return lstm, {
+        "flat_with_epoch": {**sd, "epoch": 7, "note": "best"},
+        "state_dict": {"state_dict": sd, "epoch": 3, "optimizer": opt},
+        "model_state_dict": {"model_state_dict": sd, "optimizer_state_dict": opt, "loss": 0.25},
+        "model_state": {"model_state": sd, "step": 100},
+        "model": {"model": sd, "args": {"lr": 1e-3}},
+        "net": {"net": sd},
+        "module": {"module": sd},
+        "lightning": {"state_dict": Lit().state_dict(), "epoch": 2, "global_step": 40, "pytorch-lightning_version": "2.4.0",
+                      "optimizer_states": [opt], "lr_schedulers": [], "hyper_parameters": {"hidden": 5}},
+        "data_parallel": {"state_dict": torch.nn.DataParallel(lstm).state_dict()},
+        "deep": {"run": {"best": {"weights": {"module.rnn." + k: v for k, v in sd.items()}}}, "epoch": 1},
+    }
+
+
+def test_checkpoints_are_searched_for_the_lstms_state_dict(tmp_path):
+    torch = need_module("torch")
+    lstm, cases = _checkpoints(torch)
+    spec_m, w_m = lstmgen.from_torch(lstm)
+    assert "module.weight_ih_l0" in cases["data_parallel"]["state_dict"]
+    for name, ckpt in cases.items():
+        path = tmp_path / f"{name}.pt"
+        torch.save(ckpt, path)
+        for source in (ckpt, path, str(path)):
+            spec, w = lstmgen.from_torch(source)
+            assert spec == spec_m, name
+            for k in w_m:
+                np.testing.assert_array_equal(w[k], w_m[k])
+        assert from_state_dict(path, batch_first=True)[0].batch_first
+    spec, w = lstmgen.from_torch(tmp_path / "deep.pt")
+    _check_lstm(lstmgen.compile(spec, w, target="portable"), lstm, torch)
+
+
+def test_checkpoints_with_several_lstms_or_none_and_files_that_are_not_state_dicts(tmp_path):
+    torch = need_module("torch")
+    lstm, _ = _lstm_and_optimizer_state(torch)
+    sd = lstm.state_dict()
+    spec_m = lstmgen.from_torch(lstm)[0]
+    two = {"state_dict": {**{f"enc.{k}": v for k, v in sd.items()}, **{f"dec.{k}": v for k, v in sd.items()}}}
+    with pytest.raises(ValueError, match=r"several prefixes \['dec\.', 'enc\.'\]; choose one with prefix="):
+        lstmgen.from_torch(two)
+    for prefix in ("enc.", "state_dict.enc."):  # relative to the dict found, or with its path
+        assert lstmgen.from_torch(two, prefix=prefix)[0] == spec_m
+    ema = {"model": sd, "ema": {"module": {f"module.{k}": v for k, v in sd.items()}}}
+    with pytest.raises(ValueError, match=r"holds LSTM weights in several dicts: model\., ema\.module\.; choose one with prefix="):
+        lstmgen.from_torch(ema)
+    assert lstmgen.from_torch(ema, prefix="ema.module.module.")[0] == spec_m
+    assert lstmgen.from_torch(ema, prefix="model.")[0] == spec_m
+    with pytest.raises(ValueError, match=r"no key looks like an LSTM weight .* at any depth; top-level keys: epoch, "
+                                         r"optimizer, fc\.weight \(dicts searched: optimizer\)"):
+        lstmgen.from_torch({"epoch": 3, "optimizer": {"state": {}}, "fc.weight": torch.zeros(2, 2)})
+    with pytest.raises(ValueError, match=r"no key starts with prefix 'nope\.'"):
+        lstmgen.from_torch({"state_dict": sd}, prefix="nope.")
+    torch.save(lstm, tmp_path / "whole.pt")  # a pickled module, not a state_dict
+    with pytest.raises(ValueError, match=r"whole\.pt: cannot load as a torch state_dict with torch\.load\(weights_only=True\).*"
+                                         r"pickled Python objects .*torch\.save\(model\)"):
+        lstmgen.from_torch(tmp_path / "whole.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match=r"junk\.pt: cannot load as a torch state_dict"):
+        lstmgen.from_torch(tmp_path / "junk.pt")
+    torch.save([sd], tmp_path / "list.pth")
+    with pytest.raises(ValueError, match=r"list\.pth: expected a state_dict or a checkpoint dict, got list"):
+        lstmgen.from_torch(tmp_path / "list.pth")
+    with pytest.raises(ValueError, match=r"missing\.pt: no such file"):
+        lstmgen.from_torch(tmp_path / "missing.pt")
+    (tmp_path / "junk.npz").write_bytes(b"PK\x03\x04 broken zip")
+    with pytest.raises(ValueError, match=r"junk\.npz: cannot read weights as \.npz"):
+        lstmgen.from_torch(tmp_path / "junk.npz")
+
+
+# ---- the CLI over state_dict files ----------------------------------------------------------
+
+
+def _read_dir(path):
+    import os
+    return {n: open(os.path.join(path, n), encoding="utf-8").read() for n in sorted(os.listdir(path))}
+
+
+def test_cli_takes_a_checkpoint_as_the_spec_source(tmp_path, capsys):
+    torch = need_module("torch")
+    from lstmgen.cli import main
+
+    lstm, cases = _checkpoints(torch)
+    spec, w = lstmgen.from_torch(lstm)
+    (tmp_path / "spec.json").write_text(spec.to_json())
+    np.savez(tmp_path / "w.npz", **w)
+    assert main(["generate", str(tmp_path / "spec.json"), "--weights", str(tmp_path / "w.npz"),
+                 "--out", str(tmp_path / "ref"), "-q"]) == 0
+    want = _read_dir(tmp_path / "ref")
+    assert "lstm_weights.c" in want
+    for name in ("lightning", "data_parallel", "deep"):
+        torch.save(cases[name], tmp_path / f"{name}.pt")
+        assert main(["generate", str(tmp_path / f"{name}.pt"), "--out", str(tmp_path / name), "-q"]) == 0
+        assert _read_dir(tmp_path / name) == want, name  # the same C as spec + weights
+        assert main(["generate", str(tmp_path / "spec.json"), "--weights", str(tmp_path / f"{name}.pt"),
+                     "--out", str(tmp_path / f"{name}_w"), "-q"]) == 0  # --weights reads checkpoints too
+        assert _read_dir(tmp_path / f"{name}_w") == want, name
+    np.savez(tmp_path / "sd.npz", **{f"enc.{k}": v for k, v in w.items()})
+    assert main(["inspect", str(tmp_path / "sd.npz"), "--target", "portable", "-q"]) == 0
+    assert "Recurrence" in capsys.readouterr().out
+    # batch_first, which a state_dict cannot say
+    bf = lstmgen.LSTMSpec.from_dict({**spec.to_dict(), "batch_first": True})
+    (tmp_path / "bf.json").write_text(bf.to_json())
+    assert main(["generate", str(tmp_path / "bf.json"), "--weights", str(tmp_path / "w.npz"), "--out", str(tmp_path / "bf"), "-q"]) == 0
+    assert main(["generate", str(tmp_path / "deep.pt"), "--batch-first", "--out", str(tmp_path / "bf2"), "-q"]) == 0
+    assert _read_dir(tmp_path / "bf2") == _read_dir(tmp_path / "bf") != want
+    # several LSTMs: --state-prefix picks one (--prefix stays the C symbol prefix)
+    two = {"state_dict": {**{f"enc.{k}": v for k, v in lstm.state_dict().items()},
+                          **{f"dec.{k}": v for k, v in lstm.state_dict().items()}}, "epoch": 1}
+    torch.save(two, tmp_path / "two.pt")
+    capsys.readouterr()
+    assert main(["generate", str(tmp_path / "two.pt"), "--out", str(tmp_path / "x"), "-q"]) == 2
+    assert "several prefixes ['dec.', 'enc.']" in capsys.readouterr().err
+    assert main(["generate", str(tmp_path / "two.pt"), "--state-prefix", "dec.", "--prefix", "dec",
+                 "--out", str(tmp_path / "dec"), "-q"]) == 0
+    assert "dec_forward" in _read_dir(tmp_path / "dec")["dec.h"]
+    assert main(["report", str(tmp_path / "two.pt"), "--state-prefix", "enc.", "--seq-len", "8", "--no-measure", "-q"]) == 0
+    assert "parameters" in capsys.readouterr().out
+
+
+def test_cli_refuses_bad_state_dict_input_without_a_traceback(tmp_path, capsys):
+    torch = need_module("torch")
+    from lstmgen.cli import main
+
+    lstm, _ = _lstm_and_optimizer_state(torch)
+    torch.save(lstm, tmp_path / "whole.pt")
+    torch.save({"epoch": 1}, tmp_path / "empty.pt")
+    net = torch.nn.ModuleDict({"enc": lstm, "fc": torch.nn.Linear(5, 2)})
+    torch.save({"model": net.state_dict()}, tmp_path / "net.pt")
+    (tmp_path / "junk.pth").write_bytes(b"\x80\x04junk")
+    (tmp_path / "spec.json").write_text(lstmgen.from_torch(lstm)[0].to_json())
+    np.savez(tmp_path / "w.npz", **lstmgen.from_torch(lstm)[1])
+    out = str(tmp_path / "o")
+    cases = [
+        (["generate", str(tmp_path / "whole.pt"), "--out", out], "weights_only=True"),
+        (["generate", str(tmp_path / "empty.pt"), "--out", out], "top-level keys: epoch"),
+        (["generate", str(tmp_path / "net.pt"), "--out", out], "fc.weight, fc.bias; pass --state-prefix 'enc.' to"),
+        (["generate", str(tmp_path / "junk.pth"), "--out", out], "junk.pth: cannot load"),
+        (["generate", str(tmp_path / "missing.pt"), "--out", out], "missing.pt: no such file"),
+        (["generate", str(tmp_path / "spec.json"), "--weights", str(tmp_path / "whole.pt"), "--out", out], "whole.pt"),
+        (["generate", str(tmp_path / "spec.json"), "--batch-first", "--out", out], "--batch-first only applies"),
+        (["generate", str(tmp_path / "spec.json"), "--state-prefix", "a.", "--out", out], "--state-prefix chooses"),
+        (["generate", str(tmp_path / "w.npz"), "--weights", str(tmp_path / "w.npz"), "--out", out], "drop --weights"),
+        (["generate", str(tmp_path / "w.npz"), "--state-prefix", "zz.", "--out", out], "no key starts with prefix 'zz.'"),
+        (["bench", str(tmp_path / "whole.pt")], "weights_only=True"),
+        (["inspect", str(tmp_path / "junk.pth")], "junk.pth"),
+    ]
+    for argv, message in cases:
+        capsys.readouterr()
+        assert main(argv + ["-q"]) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, (argv, err)
