@@ -496,3 +496,67 @@ def test_cli_refuses_bad_state_dict_input_without_a_traceback(tmp_path, capsys):
         assert main(argv + ["-q"]) == 2, argv
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err, (argv, err)
+
+
+# ---- torch's own module test inputs ---------------------------------------------------------
+
+
+def _module_db_samples(torch, cls, dtype):
+    """torch's ModuleInfo samples for cls: (constructor args, kwargs, forward args)."""
+    # torch.testing._internal imports expecttest (a test dependency of torch, not of lstmgen)
+    common = pytest.importorskip("torch.testing._internal.common_modules",
+                                 reason="torch's module_db needs expecttest (pip install expecttest)")
+    infos = [info for info in common.module_db if info.module_cls is cls]
+    assert infos, f"module_db has no ModuleInfo for {cls.__name__}"
+    for info in infos:
+        for sample in info.module_inputs_func(info, device="cpu", dtype=dtype, requires_grad=False, training=False):
+            yield sample.constructor_input.args, sample.constructor_input.kwargs, sample.forward_input.args
+
+
+def _np(t):
+    return t.detach().float().numpy()  # float64 samples as the float32 lstmgen computes in
+
+
+# float64 samples run in float32 in lstmgen (from_torch casts the weights, Model casts the
+# input): compared with the float64 module within the same ATOL.
+@pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_torch_module_db_lstm_samples(dtype):
+    torch = need_module("torch")
+    n = 0
+    for args, kwargs, fwd in _module_db_samples(torch, torch.nn.LSTM, getattr(torch, dtype)):
+        torch.manual_seed(n)
+        module = torch.nn.LSTM(*args, **kwargs).to(getattr(torch, dtype)).eval()
+        model = lstmgen.compile(module, target="portable")
+        with torch.no_grad():
+            want, (want_h, want_c) = module(*fwd)
+        x = _np(fwd[0])
+        hx = tuple(_np(t) for t in fwd[1]) if len(fwd) > 1 else None
+        out, (h_n, c_n) = model(x, hx)  # unbatched samples: x (T, I), states (L*D, H)
+        for got, ref in ((out, want), (h_n, want_h), (c_n, want_c)):
+            assert got.shape == tuple(ref.shape), (kwargs, got.shape, ref.shape)
+            assert _max_diff(got, _np(ref)) < ATOL, kwargs
+        n += 1
+    assert n == 32  # torch 2.13: every combination of proj_size, bidirectional, batch_first, bias, with and without hx
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_torch_module_db_lstm_cell_samples(dtype):
+    torch = need_module("torch")
+    n = 0
+    for args, kwargs, fwd in _module_db_samples(torch, torch.nn.LSTMCell, getattr(torch, dtype)):
+        torch.manual_seed(n)
+        cell = torch.nn.LSTMCell(*args, **kwargs).to(getattr(torch, dtype)).eval()
+        model = lstmgen.compile(cell, target="portable")
+        x, (h, c) = fwd  # unbatched: x (I,), h and c (H,)
+        with torch.no_grad():
+            want_h, want_c = cell(x, (h, c))
+        stream = model.stream(batch=1)
+        stream.state = (_np(h)[None, None], _np(c)[None, None])
+        y = stream.step(_np(x))  # an unbatched step returns (H,)
+        got_h, got_c = stream.state
+        assert y.shape == tuple(want_h.shape)
+        assert _max_diff(y, _np(want_h)) < ATOL
+        assert _max_diff(got_h[0, 0], _np(want_h)) < ATOL and _max_diff(got_c[0, 0], _np(want_c)) < ATOL
+        n += 1
+    assert n == 2
