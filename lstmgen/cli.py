@@ -22,7 +22,6 @@ from .importers import from_state_dict, load_weights
 from .spec import LSTMSpec
 from .weights import random_weights
 
-
 _STATE_FILES = (".pt", ".pth", ".ckpt", ".tar", ".npz")  # a state_dict (or checkpoint) as the spec source
 
 

@@ -153,10 +153,10 @@ def _locate(state: Mapping, prefix: str | None, where: str) -> tuple[Mapping, st
                          f"at any depth; top-level keys: {_short([str(k) for k in state])}"
                          + (f" (dicts searched: {_short(nested)})" if nested else ""))
     if prefix is not None:
-        for path, inner in found:  # the prefix as relative to a dict found
-            if any(isinstance(k, str) and k.startswith(prefix) for k in inner):
-                return inner, prefix
-        for path, inner in sorted(found, key=lambda f: -len(f[0])):  # or starting with its path
+        relative = [inner for _, inner in found if any(isinstance(k, str) and k.startswith(prefix) for k in inner)]
+        if len(relative) == 1:  # the prefix as relative to the one dict found with such keys
+            return relative[0], prefix
+        for path, inner in sorted(found, key=lambda f: -len(f[0])):  # or starting with a dict's path
             if path and prefix.startswith(_dotted(path)):
                 return inner, prefix[len(_dotted(path)):]
         if len(found) == 1:

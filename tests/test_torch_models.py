@@ -392,6 +392,8 @@ def test_checkpoints_with_several_lstms_or_none_and_files_that_are_not_state_dic
         lstmgen.from_torch(ema)
     assert lstmgen.from_torch(ema, prefix="ema.module.module.")[0] == spec_m
     assert lstmgen.from_torch(ema, prefix="model.")[0] == spec_m
+    with pytest.raises(ValueError, match=r"several dicts: model\., ema\.module\."):
+        lstmgen.from_torch({"model": sd, "ema": {"module": sd}}, prefix="")  # matches both: ambiguous
     with pytest.raises(ValueError, match=r"no key looks like an LSTM weight .* at any depth; top-level keys: epoch, "
                                          r"optimizer, fc\.weight \(dicts searched: optimizer\)"):
         lstmgen.from_torch({"epoch": 3, "optimizer": {"state": {}}, "fc.weight": torch.zeros(2, 2)})
