@@ -414,8 +414,6 @@ def from_keras_weights(kernel: Any, recurrent_kernel: Any = None, bias: Any = No
     return spec, check_weights(spec, weights)
 
 
-
-
 # ---- torch modules ------------------------------------------------------------------------
 
 
@@ -439,8 +437,15 @@ def _refuse_container(module: Any, kinds: tuple[type, ...]) -> None:
     cls = type(module).__name__
     inside = [name for name, sub in module.named_modules() if name and isinstance(sub, kinds)]
     if not inside:
+        hint = ""
+        import torch
+
+        if not isinstance(module, torch.nn.RNNBase) and any(_lstm_named(k) for k in module.state_dict()):
+            # e.g. a TorchScript module (torch.jit.load): named like an LSTM, without nn.LSTM's class
+            hint = ("; its state_dict has LSTM-named keys: if its forward is nn.LSTM's, pass "
+                    "from_torch(net.state_dict()) (the spec is inferred from the keys)")
         raise TypeError(f"from_torch expects a torch.nn.LSTM or nn.LSTMCell, a state_dict or a path, got {cls}, "
-                        "which contains no nn.LSTM or nn.LSTMCell")
+                        f"which contains no nn.LSTM or nn.LSTMCell{hint}")
     where = ", ".join(_accessor(n) for n in inside)
     raise TypeError(f"from_torch expects a torch.nn.LSTM or nn.LSTMCell, got {cls}; it contains LSTMs at: {where} "
                     f"(net being the {cls} passed); pass one of them, e.g. from_torch({_accessor(inside[0])})")

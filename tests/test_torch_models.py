@@ -297,6 +297,7 @@ def test_subclasses_overriding_forward_and_hooks_are_refused():
         lstmgen.from_torch(m)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
 def test_modules_containing_lstms_are_refused_naming_them():
     torch = need_module("torch")
 
@@ -317,8 +318,15 @@ def test_modules_containing_lstms_are_refused_naming_them():
         lstmgen.from_torch(torch.nn.ModuleDict({"rnn": quantised}))
     with pytest.raises(TypeError, match=r"got Linear, which contains no nn\.LSTM or nn\.LSTMCell"):
         lstmgen.from_torch(torch.nn.Linear(3, 4))
-    with pytest.raises(TypeError, match=r"got GRU, which contains no nn\.LSTM"):
+    with pytest.raises(TypeError, match=r"got GRU, which contains no nn\.LSTM or nn\.LSTMCell$"):
         lstmgen.from_torch(torch.nn.GRU(3, 4))
+    lstm = torch.nn.LSTM(3, 4).eval()
+    scripted = torch.jit.script(lstm)  # what torch.jit.load gives back
+    with pytest.raises(TypeError, match=r"contains no nn\.LSTM or nn\.LSTMCell; its state_dict has LSTM-named keys.*"
+                                        r"from_torch\(net\.state_dict\(\)\)"):
+        lstmgen.from_torch(scripted)
+    spec, w = lstmgen.from_torch(scripted.state_dict())
+    _check_lstm(lstmgen.compile(spec, w, target="portable"), lstm, torch)
     with pytest.raises(ValueError, match="prefix applies to state_dicts"):
         lstmgen.from_torch(torch.nn.LSTM(3, 4), prefix="x.")
 
