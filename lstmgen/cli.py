@@ -129,6 +129,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if str(args.spec).endswith(".onnx"):
         from .onnx_import import import_onnx
 
+        if args.batch_first or args.state_prefix is not None:
+            raise ValueError("--batch-first and --state-prefix apply to a state_dict spec source, not to an .onnx model")
+
         imported = import_onnx(args.spec)
         spec = imported.spec
         if not args.dot:

@@ -373,7 +373,7 @@ def test_checkpoints_are_searched_for_the_lstms_state_dict(tmp_path):
     spec_m, w_m = lstmgen.from_torch(lstm)
     assert "module.weight_ih_l0" in cases["data_parallel"]["state_dict"]
     for name, ckpt in cases.items():
-        path = tmp_path / f"{name}.pt"
+        path = tmp_path / (f"{name}.ckpt" if name == "lightning" else f"{name}.pt")  # Lightning writes .ckpt
         torch.save(ckpt, path)
         for source in (ckpt, path, str(path)):
             spec, w = lstmgen.from_torch(source)
