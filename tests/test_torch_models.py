@@ -570,3 +570,20 @@ def test_torch_module_db_lstm_cell_samples(dtype):
         assert _max_diff(got_h[0, 0], _np(want_h)) < ATOL and _max_diff(got_c[0, 0], _np(want_c)) < ATOL
         n += 1
     assert n == 2
+
+
+def test_pruned_and_weight_normed_lstm_cell():
+    torch = need_module("torch")
+    import torch.nn.utils.parametrizations as P
+    import torch.nn.utils.prune as prune
+    torch.manual_seed(14)
+    cell = torch.nn.LSTMCell(4, 6).eval()
+    prune.l1_unstructured(cell, "weight_ih", amount=0.4)
+    P.weight_norm(cell, "weight_hh")
+    with torch.no_grad():
+        cell.parametrizations.weight_hh.original0.mul_(0.8)
+    xs = np.random.default_rng(5).standard_normal((20, 2, 4)).astype(np.float32)
+    hs, _ = _step_cell(cell, torch, xs)
+    for source in (cell, cell.state_dict(), {f"vad.cell.{k}": v for k, v in cell.state_dict().items()}):
+        spec, w = lstmgen.from_torch(source)
+        assert _max_diff(lstmgen.compile(spec, w, target="portable")(xs)[0], hs) < ATOL
