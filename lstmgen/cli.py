@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -17,21 +18,62 @@ import numpy as np
 from . import __version__
 from .api import as_spec, compile, generate, schedule_for
 from .build import BuildError
-from .importers import load_weights
+from .importers import from_state_dict, load_weights
 from .spec import LSTMSpec
 from .weights import random_weights
 
+_STATE_FILES = (".pt", ".pth", ".ckpt", ".tar", ".npz")  # a state_dict (or checkpoint) as the spec source
+
 
 def _spec_and_weights(args: argparse.Namespace) -> tuple[LSTMSpec, dict[str, Any] | None]:
-    if str(args.spec).endswith(".onnx"):  # an ONNX model carries its spec and its weights
+    """The spec and weights the command works on, read with the library's own loaders: a JSON/TOML
+    spec (+ --weights), an .onnx model, or a state_dict file whose keys give the spec."""
+    source = str(args.spec)
+    state_prefix = getattr(args, "state_prefix", None)
+    batch_first = getattr(args, "batch_first", False)
+    weights_path = getattr(args, "weights", None)
+    if source.endswith(_STATE_FILES):
+        if weights_path:
+            raise ValueError(f"{source}: a state_dict file is the spec and its weights at once; drop --weights")
+        return _cli_prefix(from_state_dict, source, batch_first=batch_first, prefix=state_prefix)
+    if batch_first:
+        raise ValueError("--batch-first only applies to a state_dict spec source (.pt/.pth/.ckpt/.npz); a "
+                         "JSON/TOML spec says batch_first itself, an .onnx model has its layout")
+    if source.endswith(".onnx"):  # an ONNX model carries its spec and its weights
         from .onnx import from_onnx
 
-        if getattr(args, "weights", None):
-            raise ValueError(f"{args.spec}: an .onnx model carries its own weights; drop --weights")
-        return from_onnx(args.spec)
-    spec = as_spec(args.spec)
-    weights = load_weights(args.weights) if getattr(args, "weights", None) else None
+        if weights_path:
+            raise ValueError(f"{source}: an .onnx model carries its own weights; drop --weights")
+        if state_prefix is not None:
+            raise ValueError("--state-prefix chooses the LSTM's keys in a state_dict; an .onnx model has none")
+        return from_onnx(source)
+    spec = as_spec(source)
+    if state_prefix is not None and not weights_path:
+        raise ValueError("--state-prefix chooses the LSTM's keys in a state_dict: give it with --weights or a "
+                         "state_dict spec source")
+    weights = _cli_prefix(load_weights, weights_path, prefix=state_prefix) if weights_path else None
     return spec, weights
+
+
+def _cli_prefix(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """fn(...), with the library's advice to pass prefix= spelled as the CLI's --state-prefix."""
+    try:
+        return fn(*args, **kwargs)
+    except ValueError as exc:
+        raise ValueError(re.sub(r"\bprefix=('[^']*')?", lambda m: f"--state-prefix {m[1] or 'PREFIX'}", str(exc))) from None
+
+
+def _source_args(p: argparse.ArgumentParser, weights: bool = True) -> None:
+    p.add_argument("spec", help="spec file (.json or .toml), an ONNX model (.onnx, weights included), or a torch "
+                                "state_dict / checkpoint (.pt, .pth, .ckpt, .npz: spec inferred from its keys)")
+    if weights:
+        p.add_argument("--weights", help="weights for a .json/.toml spec: .npz, or .pt/.pth/.ckpt with torch "
+                                         "(a state_dict, or a checkpoint holding one)")
+    p.add_argument("--state-prefix", metavar="PREFIX", default=None,
+                   help="the LSTM's key prefix in the state_dict, e.g. 'encoder.' (needed when it holds several LSTMs)")
+    p.add_argument("--batch-first", action="store_true",
+                   help="with a state_dict spec source: the model takes (batch, time, features) input "
+                        "(a state_dict cannot say; default time-major)")
 
 
 def _schedule_args(p: argparse.ArgumentParser) -> None:
@@ -95,12 +137,15 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if str(args.spec).endswith(".onnx"):
         from .onnx import import_onnx
 
+        if args.batch_first or args.state_prefix is not None:
+            raise ValueError("--batch-first and --state-prefix apply to a state_dict spec source, not to an .onnx model")
+
         imported = import_onnx(args.spec)
         spec = imported.spec
         if not args.dot:
             print(imported.describe())
     else:
-        spec = as_spec(args.spec)
+        spec = _spec_and_weights(args)[0]
     program = schedule_for(spec, time_loop=args.time_loop, seq_len=args.seq_len, chunk=args.chunk,
                            target=args.target, math=args.math)
     if args.dot:
@@ -245,8 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser = lambda *a, **kw: _add_parser(*a, parents=[quiet], **kw)  # type: ignore[method-assign]
 
     g = sub.add_parser("generate", help="write standalone C for a spec (with its weights embedded if given)")
-    g.add_argument("spec", help="spec file (.json or .toml), or an ONNX model (.onnx, weights included)")
-    g.add_argument("--weights", help="weights (.npz, or .pt/.pth with torch) with state_dict names")
+    _source_args(g)
     g.add_argument("--out", required=True, help="output folder")
     g.add_argument("--prefix", default="lstm", help="C symbol prefix (a C identifier)")
     g.add_argument("--allow-nonfinite", action="store_true", help="keep NaN/Inf weights instead of refusing them")
@@ -267,8 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     g.set_defaults(fn=cmd_generate)
 
     r = sub.add_parser("report", help="footprint of the embedded build: parameters, flash, RAM, MACs per step, stack")
-    r.add_argument("spec", help="spec file (.json or .toml)")
-    r.add_argument("--weights", help="weights (.npz or .pt/.pth); sizes do not depend on them (random ones otherwise)")
+    _source_args(r)  # sizes do not depend on the weights (random ones without --weights)
     r.add_argument("--prefix", default="lstm", help="C symbol prefix")
     r.add_argument("--max-batch", type=int, default=1, help="most batch rows one static state serves")
     r.add_argument("--cpu", action="append", choices=["cortex-m4", "cortex-m0plus"],
@@ -280,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.set_defaults(fn=cmd_report)
 
     i = sub.add_parser("inspect", help="print the lowered IR of a spec")
-    i.add_argument("spec", help="spec file (.json or .toml), or an ONNX model (.onnx)")
+    _source_args(i, weights=False)
     i.add_argument("--dot", action="store_true", help="print Graphviz dot instead")
     i.add_argument("--target", choices=["portable", "avx2", "avx512", "neon", "native"], default="native",
                    help="the kernels whose plan to show (default: this machine's, as compile() picks)")
@@ -291,8 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     i.set_defaults(fn=cmd_inspect)
 
     b = sub.add_parser("bench", help="time the compiled model here (and torch.nn.LSTM with 1 thread when installed)")
-    b.add_argument("spec", help="spec file (.json or .toml), or an ONNX model (.onnx)")
-    b.add_argument("--weights", help="weights (.npz or .pt/.pth); random ones otherwise (speed does not depend on them)")
+    _source_args(b)  # random weights without --weights (speed does not depend on them)
     b.add_argument("--steps", type=int, default=100, help="sequence length T of the timed input (default 100)")
     b.add_argument("--batch", type=int, default=1, help="batch rows B (default 1)")
     b.add_argument("--target", choices=["portable", "avx2", "avx512", "neon", "native"], default="native",
