@@ -10,6 +10,7 @@ Output: a callable `Model` (compile) or a folder of standalone C (generate).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import sys
@@ -94,11 +95,18 @@ def _plan_overrides(program: ScheduledProgram) -> dict[str, int] | None:
     return {k: getattr(plan, k) for k in PLAN_KNOBS} if plan.vw else {"vw": 0}
 
 
+@functools.lru_cache(maxsize=32)
+def _render(program: ScheduledProgram, prefix: str) -> Sources:
+    """render() of a (frozen, hashable) program without embedded weights, memoised: compile()
+    of a model this process already built renders nothing (Sources are never mutated)."""
+    return render(program, prefix)
+
+
 def _artifact(program: ScheduledProgram, prefix: str, target: str) -> _build.Artifact:
     """Render and build (or fetch from the cache); logs a cache hit or miss and the compile time."""
     compiles = _build.stats["compiles"]
     t0 = time.perf_counter()
-    sources = render(program, prefix)
+    sources = _render(program, prefix)
     recipe = (rebuild_artifact, (program.spec, program.schedule, _plan_overrides(program), prefix, target))
     art = _build.build_artifact(program, sources, target=target, recipe=recipe)
     dt = time.perf_counter() - t0
