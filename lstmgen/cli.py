@@ -121,6 +121,9 @@ def to_dot(program) -> str:
     for i, op in enumerate(program.ops):
         kind = type(op).__name__
         node = f"op{i}"
+        if kind == "Head":
+            lines += [f'  {node} [shape=ellipse label="Head"];', f'  "{op.src}" -> {node};', f'  {node} -> "{op.dst}";']
+            continue
         lines.append(f'  {node} [shape=ellipse label="{kind}\\nl{op.layer}d{op.direction}"];')
         if kind == "InputProjection":
             lines += [f'  "{op.src}" -> {node};', f'  {node} -> "{op.dst}";']
