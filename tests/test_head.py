@@ -335,3 +335,81 @@ def test_null_head_weight_is_refused_and_pickle_keeps_the_head():
     w.head[0].weight = model.artifact.ffi.NULL
     with pytest.raises(ValueError, match="C error -5"):
         model(x)
+
+
+# ---- ONNX: torch's export of LSTM + head is the same spec ----------------------------------
+
+
+class _Tagger(nn.Module):
+    def __init__(self, lstm, head):
+        super().__init__()
+        self.lstm, self.head = lstm, head
+
+    def forward(self, x):
+        y, (h, c) = self.lstm(x)
+        return self.head(y), h, c
+
+
+def _export(module, x, dynamo, names=("y", "h_n", "c_n")):
+    import io
+    import logging
+    import warnings
+
+    onnx = pytest.importorskip("onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.disable(logging.WARNING)
+        try:
+            if dynamo:
+                pytest.importorskip("onnxscript")
+                return torch.onnx.export(module, (x,), dynamo=True, verbose=False, input_names=["x"],
+                                         output_names=list(names)).model_proto
+            f = io.BytesIO()
+            torch.onnx.export(module, (x,), f, dynamo=False, input_names=["x"], output_names=list(names))
+            return onnx.load_from_string(f.getvalue())
+        finally:
+            logging.disable(logging.NOTSET)
+
+
+@pytest.mark.parametrize("dynamo", [False, True])
+@pytest.mark.parametrize("lstm_kw", [dict(), dict(bidirectional=True, num_layers=2), dict(batch_first=True)])
+def test_onnx_export_of_lstm_and_head_imports_as_the_same_spec(lstm_kw, dynamo):
+    ort = pytest.importorskip("onnxruntime")
+    torch.manual_seed(11)
+    lstm = nn.LSTM(3, 8, **lstm_kw)
+    width = 16 if lstm_kw.get("bidirectional") else 8
+    head = nn.Sequential(nn.Linear(width, 6), nn.ReLU(), nn.Linear(6, 5, bias=False), nn.Tanh(), nn.Linear(5, 3),
+                         nn.Sigmoid(), nn.Softmax(dim=-1))
+    module = _Tagger(lstm, head).eval()
+    x = torch.randn((2, 5, 3) if lstm.batch_first else (5, 2, 3))
+    model = _export(module, x, dynamo)
+    imp = lstmgen.import_onnx(model)
+    spec, weights = lstmgen.from_torch(lstm, head=head)
+    assert imp.spec == spec
+    assert set(imp.weights) == set(weights) and all(np.allclose(imp.weights[k], weights[k]) for k in weights)
+    want = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x.numpy()})
+    xx, hx, lengths = imp.model_inputs({"x": x.numpy()})
+    got = imp.graph_outputs(*lstmgen.compile(imp.spec, imp.weights, prefix="hx")(xx, hx, lengths=lengths))
+    for name, w in zip(("y", "h_n", "c_n"), want):
+        assert got[name].shape == w.shape and np.abs(got[name] - w).max() < TOL, name
+
+
+def test_onnx_head_refusals_name_the_node():
+    lstm = nn.LSTM(3, 4)
+    x = torch.randn(5, 2, 3)
+    model = _export(_Tagger(lstm, nn.Softmax(dim=1)).eval(), x, dynamo=False)
+    with pytest.raises(ValueError, match=r"Softmax.*over axis 1 .*the last axis"):
+        lstmgen.from_onnx(model)
+
+    class TwoOutputs(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm, self.fc = lstm, nn.Linear(4, 2)
+
+        def forward(self, x):
+            y, _ = self.lstm(x)
+            return self.fc(y), y
+
+    model = _export(TwoOutputs().eval(), x, dynamo=False, names=("tags", "y"))
+    with pytest.raises(ValueError, match="without the head"):
+        lstmgen.from_onnx(model)
