@@ -1,6 +1,7 @@
 """The C ABI every generated model shares, described once.
 
-Input: nothing (constants). Output: the weight fields of `<p>_cell_weights`, the error codes, the
+Input: nothing (constants). Output: the weight fields of `<p>_cell_weights` (and of the head's
+`<p>_linear_weights`), the error codes, the
 entry-point names, and the strict warning flags the generated C is held to. The templates (header,
 cffi cdef, weights file), the runtime (which fields to fill, what a return code means), the embedded
 folder and its self-test all read these; none of them spells a field, a code or a flag again.
@@ -33,6 +34,15 @@ WEIGHT_FIELDS = (
     WeightField("w_ph", "(3H)", "peepholes"),
 )
 FIELD_NAMES = tuple(f.name for f in WEIGHT_FIELDS)
+
+# A model with a head has `<p>_linear_weights head[K]` after the cells in `<p>_weights`: one per
+# Linear of spec.head, in head order (torch's head.{i}.weight and head.{i}.bias, untransposed).
+# `needed_when` reads the spec.HeadLayer.
+HEAD_FIELDS = (
+    WeightField("weight", "(out, in)", "always"),
+    WeightField("bias", "(out)", "bias"),
+)
+HEAD_FIELD_NAMES = tuple(f.name for f in HEAD_FIELDS)
 
 # Error codes (name, value, meaning); <P>_<name> in the header, documented there.
 ERRORS = (

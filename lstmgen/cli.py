@@ -166,6 +166,9 @@ def to_dot(program) -> str:
     for i, op in enumerate(program.ops):
         kind = type(op).__name__
         node = f"op{i}"
+        if kind == "Head":
+            lines += [f'  {node} [shape=ellipse label="Head"];', f'  "{op.src}" -> {node};', f'  {node} -> "{op.dst}";']
+            continue
         lines.append(f'  {node} [shape=ellipse label="{kind}\\nl{op.layer}d{op.direction}"];')
         if kind == "InputProjection":
             lines += [f'  "{op.src}" -> {node};', f'  {node} -> "{op.dst}";']
@@ -221,6 +224,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         note = "torch not installed: no torch.nn.LSTM row"
     if torch is not None and not spec.is_torch_cell:
         torch, note = None, "the spec uses ONNX cell extras torch.nn.LSTM does not have: no torch row"
+    if torch is not None and spec.head:
+        torch, note = None, "the spec has a head, which a bare torch.nn.LSTM does not run: no torch row"
     if torch is not None:
         torch.set_num_threads(1)
         lstm = torch.nn.LSTM(spec.input_size, spec.hidden_size, spec.num_layers, bias=spec.bias,

@@ -21,11 +21,11 @@ import jinja2
 import numpy as np
 
 from . import __version__, kernels
-from .abi import ERRORS, FIELD_NAMES, WEIGHT_FIELDS
-from .ir import Recurrence
-from .schedule import WINDOW_FLOATS, ScheduledProgram
+from .abi import ERRORS, FIELD_NAMES, HEAD_FIELD_NAMES, HEAD_FIELDS, WEIGHT_FIELDS
+from .ir import Head, Recurrence
+from .schedule import WINDOW_FLOATS, ScheduledProgram, batch_offset
 from .spec import Activation
-from .weights import PackedCell
+from .weights import PackedCell, PackedLinear, split_packed
 
 C_KEYWORDS = frozenset(
     """auto break case char const continue default do double else enum extern float for goto if
@@ -138,11 +138,52 @@ def _ws_ptr(program: ScheduledProgram, name: str) -> str:
     return f"ws + rows * {off}" if off else "ws"
 
 
+def _head_tmp_ptr(program: ScheduledProgram, op: Head, P: str) -> str:
+    """The head's scratch: the per-batch-row part of the workspace, after the window rows."""
+    if op.scratch is None:
+        return "NULL"
+    off = batch_offset(program.program, op.scratch)
+    return f"ws + rows * {P}_WS_ROW_FLOATS" + (f" + (int64_t)B * {off}" if off else "")
+
+
+def _head_context(program: ScheduledProgram, p: str) -> dict | None:
+    """The head function's steps, spelled for model.c.j2: which row pointer each layer reads and
+    writes (a: the LSTM output row, s: scratch halves, o: the y row) and its widths."""
+    op = next((o for o in program.ops if isinstance(o, Head)), None)
+    if op is None:
+        return None
+    n_linear = sum(1 for h in op.layers if h.kind == "Linear")
+    steps: list[dict] = []
+    cur, width, k = "a", op.in_size, 0
+    if not n_linear:
+        steps.append(dict(kind="copy", src="a", dst="o", n=width, doc=f"no Linear: y is the LSTM output ({width} features)"))
+        cur = "o"
+    for i, layer in enumerate(op.layers):
+        doc = f"head[{i}]: {layer}"
+        if layer.kind == "Linear":
+            dst = "o" if k == n_linear - 1 else ("s" if k % 2 == 0 else f"s + {op.half}")
+            steps.append(dict(kind="linear", doc=doc, k=k, src=cur, dst=dst, n_in=layer.in_features,
+                              n_out=layer.out_features, bias=layer.bias))
+            cur, width, k = dst, layer.out_features, k + 1
+        elif layer.kind == "Identity":
+            steps.append(dict(kind="identity", doc=doc))
+        else:
+            steps.append(dict(kind=layer.kind.lower(), doc=doc, v=cur, n=width))
+    kinds = {st["kind"] for st in steps}
+    scratch = program.buffer(op.scratch).batch_floats if op.scratch else 0
+    return dict(fn=f"{p}_head", steps=steps, kinds=kinds, scratch=scratch, in_size=op.in_size,
+                text=" -> ".join(map(str, op.layers)), linears=n_linear)
+
+
 def _window(program: ScheduledProgram, p: str, name: str, unrolled: bool) -> dict:
     spec = program.spec
     D = spec.num_directions
     ops = []
     for op in program.ops:
+        if isinstance(op, Head):
+            ops.append(dict(kind="head", doc=f"the head: y (Tw, B, {spec.head_output_size}) = head({op.src}) on every row",
+                            src=_ws_ptr(program, op.src), tmp=_head_tmp_ptr(program, op, p.upper())))
+            continue
         cell = op.layer * D + op.direction
         where = f"layer {op.layer}" + (f" {'reverse' if op.direction else 'forward'}" if D == 2 else "")
         if isinstance(op, Recurrence):
@@ -197,6 +238,7 @@ def render(program: ScheduledProgram, prefix: str, packed: Sequence[PackedCell] 
         ("HIDDEN_SIZE", H, "H"),
         ("PROJ_SIZE", spec.proj_size, "P (0: no projection)"),
         ("OUTPUT_SIZE", R, "R: features of h (P if projecting, else H)"),
+    ] + ([("HEAD_OUTPUT_SIZE", spec.head_output_size, "O: features of y per step (the head's output)")] if spec.head else []) + [
         ("NUM_LAYERS", L, "L"),
         ("NUM_DIRECTIONS", D, "D"),
         ("GATES", 4 * H, "4H"),
@@ -209,9 +251,13 @@ def render(program: ScheduledProgram, prefix: str, packed: Sequence[PackedCell] 
         cells=L * D,
         stream=stream,
         x_shape=f"(B, T, {spec.input_size})" if spec.batch_first else f"(T, B, {spec.input_size})",
-        y_shape=f"(B, T, {D * R})" if spec.batch_first else f"(T, B, {D * R})",
+        y_shape=f"(B, T, {spec.head_output_size})" if spec.batch_first else f"(T, B, {spec.head_output_size})",
         unit_block=program.unit_block,
         fields=FIELD_NAMES,
+        head_linears=len(spec.head_linears()),
+        head_fields=HEAD_FIELD_NAMES,
+        head_text=" -> ".join(map(str, spec.head)),
+        step_y="O" if spec.head else "R",
     )
     variants = []
     for i, v in enumerate(program.variants):
@@ -256,6 +302,8 @@ def render(program: ScheduledProgram, prefix: str, packed: Sequence[PackedCell] 
         windows.append(_window(program, p, f"{p}_window_unrolled", unrolled=True))
     # w_ih and w_hh are checked always; the optional fields when this spec needs them
     weight_checks = "".join(f" || cw->{f.name} == NULL" for f in WEIGHT_FIELDS if f.needed_when != "always" and f.needed(spec))
+    head_checks = " || ".join(f"w->head[{k}].{f.name} == NULL" for k, (_, layer) in enumerate(spec.head_linears())
+                              for f in HEAD_FIELDS if f.needed(layer))
     acts = [a.name for v in program.variants for a in v.activations]
     sizes = program.sizes(p)
     ctx = dict(
@@ -282,11 +330,14 @@ def render(program: ScheduledProgram, prefix: str, packed: Sequence[PackedCell] 
         forward_window=windows[-1]["name"],
         step_window=windows[0]["name"],
         weight_checks=weight_checks,
+        head_checks=head_checks,
+        head=_head_context(program, p),
+        step_y=f"{P}_HEAD_OUTPUT_SIZE" if spec.head else f"{P}_OUTPUT_SIZE",
         uses_clip=any(v.clip is not None for v in program.variants),
         uses_softplus="Softplus" in acts,
         uses_sigmoid="Sigmoid" in acts,
         uses_rows=program.batch_floats > 0 or any(s.offset_rows for s in program.slots),
-        y_row=D * R,
+        y_row=spec.head_output_size,
         embedded=packed is not None,
         static=static,
     )
@@ -296,7 +347,9 @@ def render(program: ScheduledProgram, prefix: str, packed: Sequence[PackedCell] 
         f"{p}.c": env.get_template("model.c.j2").render(ctx),
     }
     if packed is not None:
-        files[f"{p}_weights.c"] = env.get_template("weights.c.j2").render(ctx, cells=_weights_ctx(packed))
+        cells, linears = split_packed(packed)
+        files[f"{p}_weights.c"] = env.get_template("weights.c.j2").render(ctx, cells=_weights_ctx(cells),
+                                                                          head_weights=_head_weights_ctx(linears))
     cdef = env.get_template("cdef.j2").render(ctx)
     return Sources(files=files, cdef=cdef, prefix=p)
 
@@ -316,6 +369,15 @@ def _weights_ctx(packed: Sequence[PackedCell]) -> list[dict]:
                 arrays.append(dict(field=f.name, shape=f.shape + " " + "x".join(map(str, arr.shape)), size=arr.size, lines=_array_lines(arr)))
         cells.append(dict(layer=cell.layer, direction=cell.direction, arrays=arrays, fields=[a["field"] for a in arrays]))
     return cells
+
+
+def _head_weights_ctx(linears: Sequence[PackedLinear]) -> list[dict]:
+    out = []
+    for k, lin in enumerate(linears):
+        arrays = [dict(field=f.name, shape=f"{f.shape} " + "x".join(map(str, arr.shape)), size=arr.size, lines=_array_lines(arr))
+                  for f in HEAD_FIELDS for arr in [getattr(lin, f.name)] if arr is not None]
+        out.append(dict(k=k, index=lin.index, arrays=arrays, fields=[a["field"] for a in arrays]))
+    return out
 
 
 # ---- kernels: the vector ISA's spelling and the plan's numbers, for kernels.j2 ------------------

@@ -530,7 +530,7 @@ def _from_quantized(module: Any, qdyn: Any, batch_first: bool | None,
 
 
 def from_torch(module: Any, *, batch_first: bool | None = None,
-               prefix: str | None = None) -> tuple[LSTMSpec, dict[str, Any]]:
+               prefix: str | None = None, head: Any = None) -> tuple[LSTMSpec, dict[str, Any]]:
     """(spec, weights) from a torch.nn.LSTM or nn.LSTMCell, a state_dict, a checkpoint, or a
     .pt/.pth/.ckpt/.npz file of one.
 
@@ -541,7 +541,11 @@ def from_torch(module: Any, *, batch_first: bool | None = None,
     them). For a state_dict the spec is inferred from its keys and shapes (see lstmgen.importers);
     batch_first cannot be inferred and defaults to False; `prefix` picks the LSTM's keys out of an
     enclosing module's state_dict. torch is needed for modules and .pt/.pth files only.
+    `head`: the torch module applied to every output step after the LSTM (see _torch_head).
     """
+    if head is not None:
+        spec, weights = from_torch(module, batch_first=batch_first, prefix=prefix)
+        return _torch_head(spec, weights, head)
     if isinstance(module, (str, os.PathLike, Mapping)):
         if batch_first is not None and not isinstance(batch_first, bool):
             raise TypeError(f"batch_first must be a bool, got {type(batch_first).__name__}")
@@ -582,6 +586,47 @@ def from_torch(module: Any, *, batch_first: bool | None = None,
         proj_size=module.proj_size,
     )
     return spec, _module_weights(module, {k: k for k in spec.weight_shapes()}, torch)
+
+
+def _torch_head(spec: LSTMSpec, weights: dict[str, Any], head: Any) -> tuple[LSTMSpec, dict[str, Any]]:
+    """spec and weights with `head` added: an nn.Linear, or an nn.Sequential (nested ones are
+    flattened) of Linear, ReLU, Tanh, Sigmoid, Softmax over the last axis, Identity and Dropout
+    (an Identity at inference). Linear k of the flattened list gives head.{k}.weight/bias."""
+    import torch
+
+    nn = torch.nn
+    if not isinstance(head, nn.Module):
+        raise TypeError(f"head must be a torch.nn.Linear or torch.nn.Sequential, got {type(head).__name__}")
+
+    def flat(mod: Any, where: str) -> list[tuple[str, Any]]:
+        if type(mod) is nn.Sequential:
+            return [item for name, child in mod.named_children() for item in flat(child, f"{where}.{name}")]
+        return [(where, mod)]
+
+    simple = {nn.ReLU: "ReLU", nn.Tanh: "Tanh", nn.Sigmoid: "Sigmoid", nn.Identity: "Identity", nn.Dropout: "Identity"}
+    layers: list[dict[str, Any]] = []
+    extra: dict[str, Any] = {}
+    for where, mod in flat(head, "head"):
+        kind = type(mod)
+        if kind is nn.Linear:
+            i = len(layers)
+            layers.append({"type": "Linear", "in_features": mod.in_features, "out_features": mod.out_features,
+                           "bias": mod.bias is not None})
+            extra[f"head.{i}.weight"] = mod.weight.detach().cpu().to(torch.float32).numpy().copy()
+            if mod.bias is not None:
+                extra[f"head.{i}.bias"] = mod.bias.detach().cpu().to(torch.float32).numpy().copy()
+        elif kind in simple:
+            layers.append({"type": simple[kind]})
+        elif kind is nn.Softmax:
+            if mod.dim not in (-1, 2):
+                raise ValueError(f"{where}: Softmax(dim={mod.dim}) is not over the features; lstmgen's head "
+                                 "takes Softmax(dim=-1) (or dim=2 on the LSTM's 3-D output)")
+            layers.append({"type": "Softmax"})
+        else:
+            raise ValueError(f"{where}: unsupported head module {kind.__name__}; a head holds Linear, ReLU, Tanh, "
+                             "Sigmoid, Softmax(dim=-1), Identity and Dropout (nested nn.Sequential is flattened)")
+    spec = LSTMSpec.from_dict({**spec.to_dict(), "head": layers})
+    return spec, {**weights, **extra}
 
 
 __all__ = ["from_keras_weights", "from_state_dict", "from_torch", "keras_activation", "load_state_dict", "load_weights"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .spec import Activation, LSTMSpec
+from .spec import Activation, HeadLayer, LSTMSpec
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,26 @@ class Recurrence:
         )
 
 
-Op = InputProjection | Recurrence
+@dataclass(frozen=True)
+class Head:
+    """The layers after the LSTM, on every row of the window: dst[t, b, :] = head(src[t, b, :]).
+
+    src (the last layer's output) is workspace and may be overwritten (activations run in place);
+    Linear outputs before the last Linear go through `scratch` ((B, scratch_floats), two halves
+    of `half` floats used in turn)."""
+
+    layers: tuple[HeadLayer, ...]
+    src: str
+    in_size: int
+    dst: str
+    scratch: str | None
+    half: int  # floats per half of a batch row's scratch (widest Linear output before the last)
+
+    def __str__(self) -> str:
+        return f"Head             {self.dst}[Tw,B,:] = {' -> '.join(map(str, self.layers))} ({self.src}[Tw,B,{self.in_size}])"
+
+
+Op = InputProjection | Recurrence | Head
 
 
 @dataclass(frozen=True)
@@ -123,9 +142,10 @@ def lower(spec: LSTMSpec) -> Program:
     """LSTMSpec -> Program: per layer, the InputProjection(s) then the Recurrence(s)."""
     H, R, D, L = spec.hidden_size, spec.output_size, spec.num_directions, spec.num_layers
     G = 4 * H
+    last = "lstm_out" if spec.head else "y"  # with a head the last layer writes workspace
     buffers = [
         Buffer("x", "input", ("T", "B", str(spec.input_size))),
-        Buffer("y", "output", ("T", "B", str(D * R))),
+        Buffer("y", "output", ("T", "B", str(spec.head_output_size))),
         Buffer("h", "state", (str(L * D), "B", str(R))),
         Buffer("c", "state", (str(L * D), "B", str(H))),
     ]
@@ -133,7 +153,7 @@ def lower(spec: LSTMSpec) -> Program:
     ops: list[Op] = []
     for layer in range(L):
         src = "x" if layer == 0 else f"out{layer - 1}"
-        dst = "y" if layer == L - 1 else f"out{layer}"
+        dst = last if layer == L - 1 else f"out{layer}"
         if dst != "y":
             buffers.append(Buffer(dst, "workspace", ("Tw", "B", str(D * R)), row_floats=D * R))
         for d in range(D):
@@ -163,4 +183,13 @@ def lower(spec: LSTMSpec) -> Program:
             )
     if spec.proj_size:
         buffers.append(Buffer("h_full", "workspace", ("B", str(H)), batch_floats=H))
+    if spec.head:
+        # every Linear but the last writes scratch, alternating halves (the last writes y)
+        inner = [h.out_features for _, h in spec.head_linears()[:-1]]
+        half = max(inner, default=0)
+        floats = half * min(len(inner), 2)
+        scratch = "head_tmp" if floats else None
+        if scratch:
+            buffers.append(Buffer(scratch, "workspace", ("B", str(floats)), batch_floats=floats))
+        ops.append(Head(spec.head, last, D * R, "y", scratch, half))
     return Program(spec, tuple(buffers), tuple(ops), tuple(variants))

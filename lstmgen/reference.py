@@ -22,6 +22,11 @@ Per layer k, direction d and step t (ONNX extras in brackets, all off for a torc
     h_t = o * h_act(c_t);  h_t = W_hr h_t  (if proj_size > 0)
 The reverse direction walks t = T-1 .. 0 (from t = lengths[b]-1 with `lengths`) and writes
 its output back at t. Layer k > 0 reads [forward out, reverse out] of layer k-1.
+
+A head (spec.head) then maps every step's output, zeros past a length included, layer by layer:
+    Linear: y = W y + b (W (out, in), b (out) from head.{i}.weight / head.{i}.bias);  ReLU: max(y, 0);
+    Tanh: tanh(y);  Sigmoid: 1 / (1 + exp(-y));  Softmax: exp(y - max y) / sum(exp(y - max y))
+    over the features;  Identity: y.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import numpy as np
 
 from lstmgen.spec import LSTMSpec
 
-__all__ = ["activation", "lstm_forward"]
+__all__ = ["activation", "apply_head", "lstm_forward"]
 
 
 # ---- activations (as the ONNX operator spec defines them) ---------------------------------
@@ -69,6 +74,28 @@ def activation(name: str, alpha: float | None, beta: float | None, x: np.ndarray
     if name == "Softplus":
         return np.logaddexp(0.0, x)  # log(1 + exp(x)), stable for large |x|
     raise ValueError(f"unknown activation {name!r}")
+
+
+def apply_head(spec: LSTMSpec, weights: Mapping[str, object], y: np.ndarray) -> np.ndarray:
+    """The head of `spec` on float64 y (..., D*R) -> (..., spec.head_output_size), every step alike."""
+    for i, layer in enumerate(spec.head):
+        if layer.kind == "Linear":
+            W = np.asarray(weights[f"head.{i}.weight"], dtype=np.float64)  # (out, in)
+            y = y @ W.T
+            if layer.bias:
+                y = y + np.asarray(weights[f"head.{i}.bias"], dtype=np.float64)  # (out,)
+        elif layer.kind == "ReLU":
+            y = np.maximum(y, 0.0)
+        elif layer.kind == "Tanh":
+            y = np.tanh(y)
+        elif layer.kind == "Sigmoid":
+            y = _sigmoid(y)
+        elif layer.kind == "Softmax":
+            e = np.exp(y - y.max(axis=-1, keepdims=True))
+            y = e / e.sum(axis=-1, keepdims=True)
+        elif layer.kind != "Identity":
+            raise ValueError(f"unknown head layer {layer.kind!r}")
+    return y
 
 
 # ---- validation -------------------------------------------------------------------------
@@ -182,7 +209,8 @@ def lstm_forward(spec: LSTMSpec, weights: Mapping[str, object], x, hx=None, leng
     lengths: optional ints (B,), 1 <= lengths[b] <= T: PyTorch packed-sequence semantics
         (outputs 0 for t >= lengths[b]; h_n/c_n taken at each sequence's last valid step).
     Returns out (T, B, D*R) (or (B, T, D*R) batch_first, (T, D*R) unbatched) and
-    (h_n (L*D, B, R), c_n (L*D, B, H)), indexed layer*D + direction; all float64.
+    (h_n (L*D, B, R), c_n (L*D, B, H)), indexed layer*D + direction; all float64. With a head,
+    out is the head's output (..., spec.head_output_size) instead (h_n, c_n unchanged).
     """
     if not isinstance(spec, LSTMSpec):
         raise TypeError(f"spec must be an LSTMSpec, got {type(spec).__name__}")
@@ -228,7 +256,7 @@ def lstm_forward(spec: LSTMSpec, weights: Mapping[str, object], x, hx=None, leng
             out_d, h_n[idx], c_n[idx] = _run_direction(spec, w, layer, d, inp, h0[idx], c0[idx], lens)
             outs.append(out_d)  # (T, B, R)
         inp = np.concatenate(outs, axis=2)  # (T, B, D*R)
-    out = inp  # (T, B, D*R)
+    out = apply_head(spec, w, inp)  # (T, B, D*R), or the head's (T, B, O)
 
     if unbatched:
         return out[:, 0, :], (h_n[:, 0, :], c_n[:, 0, :])

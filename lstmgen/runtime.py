@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from .abi import FIELD_NAMES, error_text
+from .abi import FIELD_NAMES, HEAD_FIELD_NAMES, error_text
 from .build import Artifact
 from .schedule import Schedule, ScheduledProgram
 from .spec import DEFAULT_ACTIVATIONS, LSTMSpec
-from .weights import PackedCell, as_numpy, pack
+from .weights import PackedCell, PackedLinear, as_numpy, pack, split_packed
 
 _INT32_MAX = 2**31 - 1
 _F32 = np.dtype(np.float32)
@@ -107,7 +107,7 @@ def _check_shape(name: str, arr: np.ndarray, shape: tuple[int, ...], meaning: st
 class Model:
     """A compiled LSTM with one weight set. Call it like torch.nn.LSTM's forward."""
 
-    def __init__(self, artifact: Artifact, weights: Mapping[str, Any] | Sequence[PackedCell], *,
+    def __init__(self, artifact: Artifact, weights: Mapping[str, Any] | Sequence[PackedCell | PackedLinear], *,
                  allow_nonfinite: bool = False):
         self.artifact = artifact
         self.spec: LSTMSpec = artifact.program.spec
@@ -120,8 +120,12 @@ class Model:
         unit_block = artifact.program.unit_block  # the packed layout these kernels read
         if isinstance(weights, (list, tuple)):
             packed = list(weights)
-            if any(cell.unit_block != unit_block for cell in packed):
-                raise ValueError(f"packed weights have unit_block {[c.unit_block for c in packed]}; these kernels read unit_block={unit_block}")
+            cells, linears = split_packed(packed)
+            if any(cell.unit_block != unit_block for cell in cells):
+                raise ValueError(f"packed weights have unit_block {[c.unit_block for c in cells]}; these kernels read unit_block={unit_block}")
+            want = [i for i, _ in spec.head_linears()]
+            if [lin.index for lin in linears] != want:
+                raise ValueError(f"packed weights hold head Linears at {[lin.index for lin in linears]}; this spec's head has them at {want}")
         else:
             packed = pack(spec, weights, allow_nonfinite=allow_nonfinite, unit_block=unit_block)
         self._packed = packed  # keeps the arrays alive while C holds pointers into them
@@ -136,7 +140,16 @@ class Model:
         self._fb = self._ffi.from_buffer
         self._weights = self._ffi.new(f"{prefix}_weights *")
         self._keep = []
-        for i, cell in enumerate(packed):
+        cells, linears = split_packed(packed)
+        for k, lin in enumerate(linears):  # the head's Linears, in head order
+            lw = self._weights.head[k]
+            for field in HEAD_FIELD_NAMES:
+                arr = getattr(lin, field)
+                if arr is not None:
+                    buf = self._ffi.from_buffer("float[]", arr)
+                    self._keep.append(buf)
+                    setattr(lw, field, buf)
+        for i, cell in enumerate(cells):
             cw = self._weights.cell[i]
             for field in FIELD_NAMES:
                 arr = getattr(cell, field)
@@ -174,6 +187,8 @@ class Model:
         if any(spec.direction_activations(d) != DEFAULT_ACTIVATIONS for d in range(spec.num_directions)):
             extras.append("activations=" + ",".join(str(a) for a in spec.activations))
         args += [e if "=" in e else f"{e}=True" for e in extras]
+        if spec.head:
+            args.append("head=" + " -> ".join(map(str, spec.head)))
         run = f"{sched.time_loop}" + (f", seq_len={sched.seq_len}" if sched.seq_len else "") + (f", chunk={sched.chunk}" if sched.chunk else "")
         kern = f"{plan.isa}" + (f" vw={plan.vw}" if plan.vw else " scalar")
         return f"lstmgen.Model(LSTM({', '.join(args)}), schedule={run}, target={kern}, math={plan.math}, prefix={self.prefix!r})"
@@ -199,8 +214,9 @@ class Model:
         return self.artifact.program.schedule
 
     @property
-    def packed_weights(self) -> list[PackedCell]:
-        """The weights in the kernels' layout, as handed to C (read-only views)."""
+    def packed_weights(self) -> list[PackedCell | PackedLinear]:
+        """The weights in the kernels' layout, as handed to C (read-only views): the cells, then
+        the head's Linears."""
         return list(self._packed)
 
     @property
@@ -231,6 +247,7 @@ class Model:
                     return self._fast_call(x, known)
         spec = self.spec
         D, L, H, R, I = spec.num_directions, spec.num_layers, spec.hidden_size, spec.output_size, spec.input_size
+        Y = spec.head_output_size  # features of y: D*R, or the head's output
         x = _as_float_array("x", x)  # shape checks first: refuse before copying anything
         if x.ndim == 2:
             batched = False
@@ -260,7 +277,7 @@ class Model:
             need = self._workspace_floats(T, B)
             if need < 0:
                 raise ValueError(f"x has shape {x.shape}: T * B is too large ({error_text(need)})")
-            total = 4 * (need + T * B * (D * R + I) + L * D * B * (R + H))  # workspace, outputs, a copy of x
+            total = 4 * (need + T * B * (Y + I) + L * D * B * (R + H))  # workspace, outputs, a copy of x
             if total > _physical_memory():  # np.empty would "succeed" (overcommit) and the C would then die
                 raise MemoryError(f"x has shape {x.shape}: the workspace ({need} floats), outputs and input need "
                                   f"{total / 2**30:.3g} GiB, more than this machine's {_physical_memory() / 2**30:.3g} GiB of memory")
@@ -270,15 +287,15 @@ class Model:
         try:  # the large buffers first: a huge request fails here, before any copy of x is made
             ws, ws_ptr = self._workspace(need)
             if spec.batch_first:
-                y = np.empty((B, T, D * R), dtype=np.float32)
+                y = np.empty((B, T, Y), dtype=np.float32)
             else:
-                y = np.empty((T, B, D * R), dtype=np.float32)
+                y = np.empty((T, B, Y), dtype=np.float32)
             h_n = np.empty((L * D, B, R), dtype=np.float32)
             c_n = np.empty((L * D, B, H), dtype=np.float32)
             if not _ready(x):
                 x = np.require(x, np.float32, _C_LAYOUT)
         except MemoryError:
-            total = 4 * (need + T * B * (D * R + I) + L * D * B * (R + H))
+            total = 4 * (need + T * B * (Y + I) + L * D * B * (R + H))
             raise MemoryError(f"x has shape {x.shape}: the workspace ({need} floats), outputs and input "
                               f"need {total / 2**30:.3g} GiB, which could not be allocated") from None
         ffi = self._ffi
@@ -318,7 +335,7 @@ class Model:
         if rc != 0:
             self._raise(rc, f"{self.prefix}_forward")
         if not batched:
-            return y.reshape(T, D * R), (h_n.reshape(L * D, R), c_n.reshape(L * D, H))
+            return y.reshape(T, Y), (h_n.reshape(L * D, R), c_n.reshape(L * D, H))
         if hx is None and lengths is None and len(self._shapes) < 64:
             self._shapes[x.shape] = (T, B, need, y.shape, h_n.shape, c_n.shape)
         return y, (h_n, c_n)
@@ -420,9 +437,10 @@ class Stream:
         ffi = model._ffi
         self._args = (model._weights, ffi.from_buffer("float[]", self._h), ffi.from_buffer("float[]", self._c))
         self._ws_args = (ffi.from_buffer("float[]", self._ws), need)
+        Y = spec.head_output_size  # R, or the head's output
         self._in_shape = (B, I)
-        self._out_shape = (B, R)
-        self._y = _aligned_empty(B * R).reshape(B, R)  # the C writes here; step returns a copy
+        self._out_shape = (B, Y)
+        self._y = _aligned_empty(B * Y).reshape(B, Y)  # the C writes here; step returns a copy
         self._y_ptr = ffi.from_buffer("float[]", self._y)
         self._y1 = self._y[0]  # the (R,) view returned (copied) for unbatched input
         self._fb = ffi.from_buffer
@@ -436,10 +454,11 @@ class Stream:
         return (_stream_from_state, (self.model, self.batch, h, c))
 
     def __repr__(self) -> str:
-        return f"lstmgen.Stream(batch={self.batch}, input_size={self.model.spec.input_size}, output_size={self.model.spec.output_size}, model={self.model!r})"
+        return f"lstmgen.Stream(batch={self.batch}, input_size={self.model.spec.input_size}, output_size={self.model.spec.head_output_size}, model={self.model!r})"
 
     def step(self, x_t: Any) -> np.ndarray:
-        """One time step: x_t (B, I) -> y_t (B, R). For batch=1 an (I,) input gives an (R,) output."""
+        """One time step: x_t (B, I) -> y_t (B, R), or (B, O) through a head. For batch=1 an (I,)
+        input gives an (R,) (or (O,)) output."""
         x = x_t
         if type(x) is not np.ndarray or x.dtype is not _F32:
             x = _as_f32("x_t", x)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from . import kernels
-from .ir import Buffer, CellVariant, InputProjection, Op, Program, lower
+from .ir import Buffer, CellVariant, Head, InputProjection, Op, Program, lower
 from .kernels import ISAS, KernelPlan, check_math
 from .sizes import B, Call, Clamp, Const, Min, Named, Size, T, Var, Wide
 from .spec import LSTMSpec
@@ -183,7 +183,7 @@ def plan_memory(program: Program) -> MemoryPlan:
     first: dict[str, int] = {}
     last: dict[str, int] = {}
     for i, op in enumerate(program.ops):
-        if isinstance(op, InputProjection):
+        if isinstance(op, (InputProjection, Head)):
             reads, writes = [op.src], [op.dst]
         else:
             reads, writes = [op.gates_in], [op.dst]
@@ -215,6 +215,18 @@ def plan_memory(program: Program) -> MemoryPlan:
         offset += size
     batch_floats = sum(b.batch_floats for b in program.buffers if b.role == "workspace")
     return MemoryPlan(tuple(slots), batch_floats)
+
+
+def batch_offset(program: Program, name: str) -> int:
+    """Floats per batch row before buffer `name` in the per-batch-row part of the workspace (which
+    follows the window rows; buffers there in program order)."""
+    off = 0
+    for b in program.buffers:
+        if b.name == name:
+            return off
+        if b.role == "workspace":
+            off += b.batch_floats
+    raise KeyError(name)
 
 
 # ---- the scheduled program --------------------------------------------------------------------

@@ -6,6 +6,12 @@ Output: a frozen `LSTMSpec`, every field type-checked, that the rest of lstmgen 
 The torch knobs are input_size, hidden_size, num_layers, bias, batch_first, dropout,
 bidirectional and proj_size. The ONNX LSTM extras (activations with alpha/beta, peepholes,
 clip, input_forget, a single reverse direction) default to the plain torch cell.
+
+An optional `head` is a stack of layers applied to every output step, in order: Linear (with or
+without bias), ReLU, Tanh, Sigmoid, Softmax (over the features) and Identity, e.g.
+`head=[{"type": "Linear", "in_features": 64, "out_features": 12}, {"type": "Softmax"}]`. Its
+weights are torch.nn.Sequential's: `head.{i}.weight` (out, in) and `head.{i}.bias` (out) for the
+Linear at index i. Without a head (the default) y is the LSTM's output, as before.
 """
 
 from __future__ import annotations
@@ -24,6 +30,18 @@ MAX_DIM = 1 << 16
 MAX_LAYERS = 64
 MAX_PARAMS = 1 << 28  # 256 Mi floats = 1 GiB of float32 weights
 MAX_SPEC_BYTES = 1 << 20  # a spec file is a few lines; refuse to parse megabytes
+MAX_HEAD_LAYERS = 64
+
+# Head layer types (torch.nn's class names): the fields each takes beyond "type".
+HEAD_TYPES: dict[str, tuple[str, ...]] = {
+    "Linear": ("in_features", "out_features", "bias"),
+    "ReLU": (),
+    "Tanh": (),
+    "Sigmoid": (),
+    "Softmax": (),
+    "Identity": (),
+}
+_HEAD_BY_LOWER = {k.lower(): k for k in HEAD_TYPES}
 
 # ONNX activation functions: name -> (default alpha, default beta); None = not used.
 ACTIVATIONS: dict[str, tuple[float | None, float | None]] = {
@@ -84,6 +102,67 @@ def make_activation(value: Any, where: str) -> Activation:
     alpha = _opt_float(alpha, f"{where}.alpha") if dalpha is not None else None
     beta = _opt_float(beta, f"{where}.beta") if dbeta is not None else None
     return Activation(canonical, dalpha if alpha is None else alpha, dbeta if beta is None else beta)
+
+
+@dataclass(frozen=True)
+class HeadLayer:
+    """One layer of the head. kind: a HEAD_TYPES name; in/out features and bias for Linear only
+    (0, 0, False otherwise)."""
+
+    kind: str
+    in_features: int = 0
+    out_features: int = 0
+    bias: bool = False
+
+    def __str__(self) -> str:
+        if self.kind == "Linear":
+            return f"Linear({self.in_features}, {self.out_features}{'' if self.bias else ', bias=False'})"
+        return self.kind
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.kind == "Linear":
+            return {"type": "Linear", "in_features": self.in_features, "out_features": self.out_features, "bias": self.bias}
+        return {"type": self.kind}
+
+
+def make_head_layer(value: Any, where: str) -> HeadLayer:
+    """A HeadLayer from a dict ({"type": "Linear", "in_features": .., "out_features": .., "bias": ..}),
+    a type name (for the layers without fields) or a HeadLayer. Sizes are checked, not widths."""
+    if isinstance(value, HeadLayer):
+        value = value.to_dict()
+    elif isinstance(value, str):
+        value = {"type": value}
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{where}: a head layer is a dict with a 'type' (or a type name), got {type(value).__name__}")
+    if "type" not in value:
+        raise ValueError(f"{where}: a head layer needs a 'type'; known: {', '.join(HEAD_TYPES)}")
+    kind = value["type"]
+    if not isinstance(kind, str):
+        raise TypeError(f"{where}.type must be a string, got {type(kind).__name__}")
+    canonical = _HEAD_BY_LOWER.get(kind.lower())
+    if canonical is None:
+        raise ValueError(f"{where}: unsupported head layer type {kind!r}; supported: {', '.join(HEAD_TYPES)}")
+    allowed = HEAD_TYPES[canonical]
+    for key in value:
+        if not isinstance(key, str):
+            raise TypeError(f"{where}: field names must be strings, got {key!r}")
+    unknown = sorted(set(value) - {"type", *allowed})
+    if unknown:
+        have = f"fields {', '.join(allowed)}" if allowed else "no fields"
+        raise ValueError(f"{where}: unknown field(s) {unknown} for a {canonical} layer ({canonical} takes {have})")
+    if canonical != "Linear":
+        return HeadLayer(canonical)
+    for key in ("in_features", "out_features"):
+        if key not in value:
+            raise ValueError(f"{where}: a Linear layer needs {key!r}")
+    n_in = _check_int(f"{where}.in_features", value["in_features"], 1, MAX_DIM)
+    n_out = _check_int(f"{where}.out_features", value["out_features"], 1, MAX_DIM)
+    bias = _check_bool(f"{where}.bias", value.get("bias", True))
+    return HeadLayer("Linear", n_in, n_out, bias)
+
+
+def head_parameters(head: tuple[HeadLayer, ...]) -> int:
+    return sum(h.in_features * h.out_features + (h.out_features if h.bias else 0) for h in head if h.kind == "Linear")
 
 
 FLOAT32_MAX = 3.4028234663852886e38  # these numbers are written into the C as float32
@@ -176,6 +255,8 @@ class LSTMSpec:
     peepholes: bool = False  # weight_ph_l{k}: (3*H,) gates i, f, o
     clip: float | None = None  # clamp gate pre-activations to [-clip, clip]
     input_forget: bool = False  # coupled gates: f = 1 - i
+    # layers applied to every output step (empty: y is the LSTM's output)
+    head: tuple[HeadLayer, ...] = ()
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -213,7 +294,30 @@ class LSTMSpec:
         if len(acts) == 6 and acts[:3] == acts[3:]:
             acts = acts[:3]
         set_(self, "activations", acts)
+        set_(self, "head", self._check_head(self.head))
         _refuse_absurd_sizes(self)  # again with the validated values (peepholes, bias are bools now)
+
+    def _check_head(self, head: Any) -> tuple[HeadLayer, ...]:
+        if head is None:
+            return ()
+        if isinstance(head, (str, bytes, Mapping)) or not isinstance(head, (list, tuple)):
+            raise TypeError(f"head must be a list of layers (dicts with a 'type'), got {type(head).__name__}")
+        if len(head) > MAX_HEAD_LAYERS:
+            raise ValueError(f"head has {len(head)} layers; at most {MAX_HEAD_LAYERS}")
+        layers = tuple(make_head_layer(v, f"head[{i}]") for i, v in enumerate(head))
+        width = self.num_directions * self.output_size
+        for i, layer in enumerate(layers):
+            if layer.kind == "Linear":
+                if layer.in_features != width:
+                    src = "the LSTM's output (num_directions * (proj_size or hidden_size))" if all(
+                        h.kind != "Linear" for h in layers[:i]) else "the previous Linear's out_features"
+                    raise ValueError(f"head[{i}]: Linear in_features={layer.in_features}, but its input has "
+                                     f"{width} features ({src})")
+                width = layer.out_features
+        n = head_parameters(layers)
+        if n > MAX_PARAMS:
+            raise ValueError(f"head too large: {n} parameters (limit {MAX_PARAMS})")
+        return layers
 
     # ---- derived sizes -------------------------------------------------------------------
     @property
@@ -224,6 +328,19 @@ class LSTMSpec:
     def output_size(self) -> int:
         """R: size of h (proj_size if projecting, else hidden_size)."""
         return self.proj_size or self.hidden_size
+
+    @property
+    def head_output_size(self) -> int:
+        """Features of y per step: the last Linear's out_features, or D*R (no Linear in the head)."""
+        width = self.num_directions * self.output_size
+        for layer in self.head:
+            if layer.kind == "Linear":
+                width = layer.out_features
+        return width
+
+    def head_linears(self) -> list[tuple[int, HeadLayer]]:
+        """(index in the head, layer) of every Linear: torch names head.{index}.weight/bias."""
+        return [(i, h) for i, h in enumerate(self.head) if h.kind == "Linear"]
 
     def layer_input_size(self, layer: int) -> int:
         return self.input_size if layer == 0 else self.num_directions * self.output_size
@@ -258,6 +375,10 @@ class LSTMSpec:
                     shapes[f"weight_hr_{sfx}"] = (P, H)
                 if self.peepholes:
                     shapes[f"weight_ph_{sfx}"] = (3 * H,)
+        for i, h in self.head_linears():
+            shapes[f"head.{i}.weight"] = (h.out_features, h.in_features)
+            if h.bias:
+                shapes[f"head.{i}.bias"] = (h.out_features,)
         return shapes
 
     @property
@@ -270,7 +391,7 @@ class LSTMSpec:
         total = 0
         for layer in range(self.num_layers):
             total += self.num_directions * (4 * H * (self.layer_input_size(layer) + R) + P * H)
-        return total
+        return total + sum(h.in_features * h.out_features for _, h in self.head_linears())
 
     # ---- (de)serialisation ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -281,6 +402,10 @@ class LSTMSpec:
                 if v == DEFAULT_ACTIVATIONS:
                     continue
                 v = [{k: x for k, x in (("name", a.name), ("alpha", a.alpha), ("beta", a.beta)) if x is not None} for a in v]
+            elif f.name == "head":
+                if not v:
+                    continue
+                v = [h.to_dict() for h in v]
             elif f.default is not None and v == f.default and f.name not in _TORCH_FIELDS:
                 continue
             out[f.name] = v
@@ -303,6 +428,8 @@ class LSTMSpec:
         kwargs = dict(data)
         if "activations" in kwargs and isinstance(kwargs["activations"], list):
             kwargs["activations"] = tuple(kwargs["activations"])
+        if "head" in kwargs and isinstance(kwargs["head"], list):
+            kwargs["head"] = tuple(kwargs["head"])
         return cls(**kwargs)
 
     @classmethod
@@ -349,6 +476,8 @@ class LSTMSpec:
             parts.append("reverse")
         if not self.is_torch_cell:
             parts.append("onnx-cell")
+        if self.head:
+            parts.append("head=" + ",".join(h.kind if h.kind != "Linear" else f"Linear{h.out_features}" for h in self.head))
         return " ".join(parts)
 
 

@@ -24,6 +24,11 @@ so one pass over a block's panel yields the four gate vectors of U units. unit_b
 plain layout above (one block holding all H units, in torch's order). w_hr and w_ph never change.
 Gate-blocked arrays (and w_hr with them) start on a 64-byte boundary, so no vector load of the
 kernels straddles two cache lines (numpy alone only promises 16 bytes).
+
+A spec with a head adds, after the cells, one `PackedLinear` per Linear of the head, in head order:
+
+    weight (out, in)   torch's own layout: row o is output feature o's weights (a dot product)
+    bias   (out,)      None for Linear(bias=False)
 """
 
 from __future__ import annotations
@@ -47,6 +52,25 @@ class PackedCell:
     w_hr: np.ndarray | None  # (H, P) float32
     w_ph: np.ndarray | None  # (3H,) float32
     unit_block: int = 0  # 0: torch gate order; U > 0: gate-blocked layout (see above)
+
+
+@dataclass(frozen=True)
+class PackedLinear:
+    """A Linear layer of the head: weight (out, in) float32, bias (out,) float32 or None."""
+
+    index: int  # position in spec.head (torch name head.{index}.weight)
+    weight: np.ndarray
+    bias: np.ndarray | None
+
+
+def split_packed(packed: Any) -> tuple[list[PackedCell], list[PackedLinear]]:
+    """pack()'s list (or one given back by the caller) -> (cells, head Linears), refusing anything else."""
+    cells = [c for c in packed if isinstance(c, PackedCell)]
+    linears = [c for c in packed if isinstance(c, PackedLinear)]
+    if len(cells) + len(linears) != len(packed):
+        bad = next(c for c in packed if not isinstance(c, (PackedCell, PackedLinear)))
+        raise TypeError(f"packed weights hold PackedCell and PackedLinear entries, got {type(bad).__name__}")
+    return cells, linears
 
 
 def suffix(layer: int, direction: int) -> str:
@@ -122,8 +146,9 @@ def _blocked(gates_first: np.ndarray, unit_block: int) -> np.ndarray:
 
 
 def pack(spec: LSTMSpec, weights: Mapping[str, Any], *, allow_nonfinite: bool = False,
-         unit_block: int = 0) -> list[PackedCell]:
-    """State-dict weights -> kernel layout, one PackedCell per (layer, direction), in order l*D+d.
+         unit_block: int = 0) -> list[PackedCell | PackedLinear]:
+    """State-dict weights -> kernel layout, one PackedCell per (layer, direction), in order l*D+d,
+    then one PackedLinear per Linear of the head (none without a head).
 
     unit_block: 0 for the plain transposed layout, or U > 0 dividing hidden_size for the
     gate-blocked layout the vector kernels read (kernels.KernelPlan.unit_block)."""
@@ -160,7 +185,9 @@ def pack(spec: LSTMSpec, weights: Mapping[str, Any], *, allow_nonfinite: bool = 
                     unit_block=unit_block,
                 )
             )
-    return cells
+    head: list[PackedCell | PackedLinear] = [PackedLinear(i, w[f"head.{i}.weight"], w[f"head.{i}.bias"] if h.bias else None)
+                       for i, h in spec.head_linears()]
+    return cells + head
 
 
 def random_weights(spec: LSTMSpec, seed: int = 0, scale: float | None = None) -> dict[str, np.ndarray]:

@@ -387,9 +387,14 @@ def test_refuses_other_ops_naming_the_node():
     from onnx import helper
 
     model, _ = node_model({}, D=1, name='evil"name*/')
-    model = _append_node(model, helper.make_node("Relu", ["Y"], ["Z"], name="act"), "Z")
-    with pytest.raises(ValueError, match=r"node #1 Relu 'act': op Relu is not supported"):
-        lstmgen.from_onnx(model)
+    model2 = _append_node(model, helper.make_node("LeakyRelu", ["Y"], ["Z"], name="act"), "Z")
+    with pytest.raises(ValueError, match=r"node #1 LeakyRelu 'act': op LeakyRelu is not supported"):
+        lstmgen.from_onnx(model2)
+    # a head op (read after the LSTM's merged (T, B, D*H) output) on the raw 4-D Y is refused naming the node
+    model, _ = node_model({}, D=1, name='evil"name*/')
+    model3 = _append_node(model, helper.make_node("Relu", ["Y"], ["Z"], name="act"), "Z")
+    with pytest.raises(ValueError, match=r"node #1 Relu 'act': Relu of an LSTM output with axes .* merged last"):
+        lstmgen.from_onnx(model3)
 
 
 def test_refuses_unsupported_attributes_and_mismatches():

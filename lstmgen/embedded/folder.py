@@ -17,6 +17,7 @@ import numpy as np
 from .. import __version__
 from ..codegen import _env, check_prefix, render
 from ..output import write_files
+from ..weights import split_packed
 from .footprint import check_static_size, footprint, static_context
 from .schedule import embedded_program, pack_weights
 from .selftest import DEFAULT_TOLERANCE, check_selftest_size, selftest_context
@@ -52,7 +53,9 @@ def embedded_sources(spec: Any, weights: Mapping[str, Any], *, prefix: str = "ls
                                        stream=spec.num_directions == 1 and not spec.reverse))
     env = _env()
     files[f"{p}_state.c"] = env.get_template("state.c.j2").render(ctx)
-    finite = all(np.isfinite(a).all() for c in packed for a in (c.w_ih, c.w_hh, c.bias, c.w_hr, c.w_ph) if a is not None)
+    cells, linears = split_packed(packed)
+    finite = all(np.isfinite(a).all() for c in cells for a in (c.w_ih, c.w_hh, c.bias, c.w_hr, c.w_ph) if a is not None) and all(
+        np.isfinite(a).all() for lin in linears for a in (lin.weight, lin.bias) if a is not None)
     if selftest and finite:
         # (NaN/Inf weights, kept with allow_nonfinite, have no meaningful golden: no self-test then)
         check_selftest_size(fp)

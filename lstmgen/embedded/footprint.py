@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..abi import FIELD_NAMES
+from ..abi import FIELD_NAMES, HEAD_FIELD_NAMES
 from ..schedule import Schedule, ScheduledProgram
-from ..spec import LSTMSpec
+from ..spec import LSTMSpec, head_parameters
 
 POINTER_BYTES = 4  # the weight table's pointers on the 32-bit targets this folder is for
 CELL_POINTERS = len(FIELD_NAMES)  # pointers per <p>_cell_weights (abi.WEIGHT_FIELDS)
+LINEAR_POINTERS = len(HEAD_FIELD_NAMES)  # pointers per <p>_linear_weights of a head (abi.HEAD_FIELDS)
 # Largest sizeof(<p>_state) a static build accepts. The folder is for microcontrollers: the largest
 # have a few MiB of SRAM, boards with external SDRAM some tens of MiB, so a bigger state is a typo
 # in seq_len or max_batch, not a target (128 GB for --seq-len 100000000 would only crash the
@@ -45,7 +46,8 @@ class Footprint:
 
     @property
     def weight_table_bytes(self) -> int:
-        return self.spec.num_layers * self.spec.num_directions * CELL_POINTERS * POINTER_BYTES
+        cells = self.spec.num_layers * self.spec.num_directions * CELL_POINTERS
+        return (cells + len(self.spec.head_linears()) * LINEAR_POINTERS) * POINTER_BYTES
 
     @property
     def weights_bytes(self) -> int:
@@ -64,10 +66,11 @@ class Footprint:
 
     def lines(self, code: str) -> list[str]:
         """The footprint as aligned text lines (header comment, README, report)."""
+        head = head_parameters(self.spec.head)
         return [
             f"parameters        {self.parameters} (floats in the state_dict)",
             f"flash, weights    {self.weights_bytes} bytes: {self.weight_floats} floats in kernel layout "
-            f"(biases folded) + {self.weight_table_bytes}-byte pointer table",
+            f"(biases folded{f'; the head {head}' if self.spec.head else ''}) + {self.weight_table_bytes}-byte pointer table",
             f"flash, code       {code}",
             f"RAM               {self.state_bytes} bytes = sizeof(state): h {4 * self.h_floats} + c {4 * self.c_floats}"
             f" + workspace {4 * self.ws_floats} + batch 4",
@@ -82,10 +85,11 @@ def weight_floats(spec: LSTMSpec) -> int:
 
     (bias only with bias=True, w_hr only with a projection, w_ph only with peepholes). The
     gate-blocked layout, (NB, I_k, 4U) with NB * U = H, reorders the same elements: the count
-    depends on the spec alone, so no weight is packed or formatted to know it."""
+    depends on the spec alone, so no weight is packed or formatted to know it. A head adds its
+    Linears' weight (out, in) and bias (out) as they are."""
     H, R, P, D = spec.hidden_size, spec.output_size, spec.proj_size, spec.num_directions
     per_cell = 4 * H * R + (4 * H if spec.bias else 0) + H * P + (3 * H if spec.peepholes else 0)
-    return sum(D * (4 * H * spec.layer_input_size(k) + per_cell) for k in range(spec.num_layers))
+    return sum(D * (4 * H * spec.layer_input_size(k) + per_cell) for k in range(spec.num_layers)) + head_parameters(spec.head)
 
 
 def footprint(program: ScheduledProgram) -> Footprint:

@@ -42,7 +42,7 @@ def selftest_floats(fp: Footprint) -> int:
     """Floats in the self-test's golden arrays: x and two passes of y, h_n and c_n (see selftest_context)."""
     spec, T, B = fp.spec, selftest_steps(fp), fp.max_batch
     cells, R = spec.num_layers * spec.num_directions, spec.output_size
-    return T * B * (spec.input_size + 2 * spec.num_directions * R) + 2 * cells * B * (R + spec.hidden_size)
+    return T * B * (spec.input_size + 2 * spec.head_output_size) + 2 * cells * B * (R + spec.hidden_size)
 
 
 def check_selftest_size(fp: Footprint) -> None:
@@ -80,7 +80,8 @@ def selftest_context(spec: LSTMSpec, weights: Mapping[str, Any], fp: Footprint, 
     """What selftest.c.j2 spells (beside the folder's common context)."""
     T, B = selftest_steps(fp), fp.max_batch
     g = _golden(spec, weights, T, B, seed)
-    R, n_in, D = spec.output_size, spec.input_size, spec.num_directions
+    n_in, D = spec.input_size, spec.num_directions
+    R = spec.head_output_size  # y's features per step: D*R, or the head's output
     stream = D == 1 and not spec.reverse
 
     def arr(name: str, doc: str, value: np.ndarray) -> dict:
@@ -118,7 +119,8 @@ def selftest_context(spec: LSTMSpec, weights: Mapping[str, Any], fp: Footprint, 
         checks=checks,
         stream=stream,
         cells=spec.num_layers * D,
-        y_row=D * R,
+        y_row=R,
+        y_step=f"{prefix.upper()}_HEAD_OUTPUT_SIZE" if spec.head else f"{prefix.upper()}_OUTPUT_SIZE",
         x_st=x_st,
         x_sb=x_sb,
         y_st=y_st,

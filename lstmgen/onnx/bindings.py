@@ -15,6 +15,7 @@ import numpy as np
 
 from ..spec import LSTMSpec
 from .gates import _weights_from_onnx
+from .head import Headed
 from .values import Input, Lens, Out, ValueScope, _tensor_type_kind
 
 
@@ -84,7 +85,7 @@ class OnnxImport:
         elif spec.batch_first:
             out = out.transpose(1, 0, 2)
         T, B = out.shape[:2]
-        canon = {"out": (out.reshape(T, B, D, H), ("T", "B", "D", "H")),
+        canon = {"out": (out.reshape(T, B, D, H), ("T", "B", "D", "H")) if not spec.head else (out, ("T", "B", "O")),
                  "h_n": (h_n, ("S", "B", "H")), "c_n": (c_n, ("S", "B", "H"))}
         result = {}
         for name, (what, roles, rows) in self.outputs.items():
@@ -168,10 +169,18 @@ class Bindings(ValueScope):
             return lab
 
         outputs = {}
+        heads = {}  # graph output name -> its Headed value
         for vi in self.cut.outputs:
             name = vi.name
             v = self.values.get(name)
             what = None
+            if isinstance(v, Headed) and v.layers and not v.base.perm and v.base.layers == (L - 1,):
+                roles = tuple(role(a) for a in v.base.axes[:-1]) + ("O",)
+                if set(roles) <= {"T", "B", "O", "1"} and len([r for r in roles if r != "1"]) == len(set(r for r in roles if r != "1")):
+                    outputs[name] = ("out", roles, None)
+                    heads[name] = v
+                    self._check_head_declared(vi, v)
+                    continue
             if isinstance(v, Out) and not v.perm:
                 roles = tuple(role(a) for a in v.axes)
                 if v.kind == "y" and v.layers == (L - 1,):
@@ -189,7 +198,8 @@ class Bindings(ValueScope):
                     self._check_declared(vi, v)
                     continue
             detail = {Out: "an LSTM output that is not the last layer's sequence nor a run of layers' states",
-                      Input: "a graph input"}.get(type(v), type(v).__name__)
+                      Input: "a graph input", Headed: "a head on an LSTM output that is not the last layer's sequence"
+                      }.get(type(v), type(v).__name__)
             if isinstance(v, Out) and v.perm:
                 detail = "an LSTM output still in length-sorted row order"
             self.fail(f"graph output {name!r} is {detail}; lstmgen's model returns (out, (h_n, c_n))")
@@ -207,18 +217,47 @@ class Bindings(ValueScope):
             if vi.name not in self.roles and isinstance(self.values.get(vi.name), (Input, Lens)):
                 self.fail(f"graph input {vi.name!r} is not used as x, an initial state or the lengths")
 
+        head, head_arrays = (), ()
+        if heads:
+            first = next(iter(heads.values()))
+            if any(h.layers != first.layers or any(not _same(a, b) for a, b in zip(h.arrays, first.arrays))
+                   for h in heads.values()):
+                self.fail(f"graph outputs {sorted(heads)} apply different heads; lstmgen's model has one head")
+            plain = [n for n, (what, _, _) in outputs.items() if what == "out" and n not in heads]
+            if plain:
+                self.fail(f"graph output {plain[0]!r} is the LSTM's sequence without the head that "
+                          f"{next(iter(heads))!r} applies; lstmgen's model returns one y (cut the graph to choose)")
+            head, head_arrays = first.layers, first.arrays
         acts = self.cell["activations"]
         spec = LSTMSpec(
             input_size=int(self.layers[0]["W"].shape[2]), hidden_size=H, num_layers=L,
             bias=any(lay["B"] is not None for lay in self.layers), batch_first=batch_first,
             bidirectional=D == 2, reverse=self.cell["direction"] == "reverse", activations=acts,
             peepholes=any(lay["P"] is not None for lay in self.layers), clip=self.cell["clip"],
-            input_forget=self.cell["input_forget"],
+            input_forget=self.cell["input_forget"], head=head,
         )
         weights = _weights_from_onnx(spec, self.layers)
+        for i, arrays in enumerate(head_arrays):  # torch.nn.Sequential's names
+            if arrays is not None:
+                weights[f"head.{i}.weight"] = arrays[0]
+                if arrays[1] is not None:
+                    weights[f"head.{i}.bias"] = arrays[1]
         return OnnxImport(spec=spec, weights=weights, x=self.x_name, unbatched=unbatched, lengths=self.lens_name,
                           h0=tuple(lay["h0"] for lay in self.layers), c0=tuple(lay["c0"] for lay in self.layers),
                           outputs=outputs, notes=list(dict.fromkeys(self.notes)))
+
+    def _check_head_declared(self, vi, v: Headed) -> None:
+        """A head output's declared rank and static sizes must agree with the head's."""
+        t = vi.type.tensor_type
+        if not vi.type.HasField("tensor_type") or not t.HasField("shape"):
+            return
+        dims = tuple(self.label_dim(a, v.base) for a in v.base.axes[:-1]) + (v.width,)
+        if len(t.shape.dim) != len(dims):
+            self.fail(f"graph output {vi.name!r} is declared with rank {len(t.shape.dim)} but is rank {len(dims)}")
+        for d, got in zip(t.shape.dim, dims):
+            if d.HasField("dim_value") and d.dim_value > 0 and isinstance(got, int) and got != d.dim_value:
+                self.fail(f"graph output {vi.name!r} is declared as {[x.dim_value or x.dim_param for x in t.shape.dim]}"
+                          f" but the head makes {self._axes_str(dims)}")
 
     def _check_declared(self, vi, v) -> None:
         """A graph output's declared static sizes must agree with what the LSTM produces."""
@@ -232,3 +271,10 @@ class Bindings(ValueScope):
             if d.HasField("dim_value") and d.dim_value > 0 and isinstance(got, int) and got != d.dim_value:
                 self.fail(f"graph output {vi.name!r} is declared as {[x.dim_value or x.dim_param for x in t.shape.dim]}"
                           f" but the LSTM makes {self._axes_str(dims)}")
+
+
+def _same(a, b) -> bool:
+    """Two head layers' arrays (None, or (weight, bias)) are equal."""
+    if a is None or b is None:
+        return a is b
+    return all((x is None and y is None) or (x is not None and y is not None and np.array_equal(x, y)) for x, y in zip(a, b))

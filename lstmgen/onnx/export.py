@@ -33,6 +33,8 @@ def to_onnx(spec: Any, weights: Any, *, with_state: bool = False, with_lengths: 
     spec = as_spec(spec)
     if spec.proj_size:
         raise ValueError("to_onnx: ONNX's LSTM has no projection (proj_size > 0 cannot be exported)")
+    if spec.head:
+        raise ValueError("to_onnx: a spec with a head cannot be exported (only the LSTM itself); drop the head")
     if not 14 <= opset <= OPSET_MAX:
         raise ValueError(f"to_onnx: opset must be in [14, {OPSET_MAX}], got {opset}")
     w = check_weights(spec, weights)

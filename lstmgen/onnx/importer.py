@@ -6,7 +6,8 @@ arrays, e.g. weights given as inputs) and `inputs=` / `outputs=` (a cut of a big
 Output: `import_onnx` gives an `OnnxImport` (bindings.py); `from_onnx` gives (spec, weights).
 The driver checks the opset, chooses the nodes to read (cut.py) and refuses the first op it cannot
 read, gives initializers, constants and graph inputs their abstract values, visits the nodes in
-order (glue ops: fold.py, LSTM nodes: lstm_node.py) and binds the outputs (bindings.py).
+order (glue ops: fold.py, LSTM nodes: lstm_node.py, a head after the LSTM: head.py) and binds the
+outputs (bindings.py).
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from .bindings import Bindings, OnnxImport
 from .cut import cut_graph
 from .fold import _GLUE_ATTRS, GlueOps
 from .gates import OPSET_MAX, OPSET_MIN
+from .head import _HEAD_ATTRS, HeadOps
 from .lstm_node import _LSTM_ATTRS, LstmNode
 from .values import Const, Label
 
 
-class _Importer(GlueOps, LstmNode, Bindings):
+class _Importer(GlueOps, HeadOps, LstmNode, Bindings):
     def __init__(self, model: Any, constants: dict[str, np.ndarray] | None = None, inputs: Any = None,
                  outputs: Any = None):
         import onnx
@@ -87,15 +89,16 @@ class _Importer(GlueOps, LstmNode, Bindings):
     def check_op(self, node: Any) -> None:
         if node.domain not in ("", "ai.onnx"):
             self.fail(f"op domain {node.domain!r} is not supported (only ONNX LSTM and its glue are)")
-        if node.op_type != "LSTM" and node.op_type not in _GLUE_ATTRS:
+        if node.op_type != "LSTM" and node.op_type not in _GLUE_ATTRS and node.op_type not in _HEAD_ATTRS:
             self.fail(f"op {node.op_type} is not supported: lstmgen imports LSTM nodes and the glue exporters put "
-                      f"around them ({', '.join(sorted(_GLUE_ATTRS))}); import_onnx(..., inputs=, outputs=) "
+                      f"around them ({', '.join(sorted(_GLUE_ATTRS))}), and a head after the LSTM output "
+                      f"({', '.join(sorted(_HEAD_ATTRS))}); import_onnx(..., inputs=, outputs=) "
                       "cuts a bigger graph to its LSTM part")
 
     def visit(self, node: Any) -> None:
         op = node.op_type
         self.check_op(node)
-        allowed = _LSTM_ATTRS if op == "LSTM" else _GLUE_ATTRS[op]
+        allowed = _LSTM_ATTRS if op == "LSTM" else (_GLUE_ATTRS[op] if op in _GLUE_ATTRS else _HEAD_ATTRS[op])
         for a in node.attribute:
             if a.name not in allowed:
                 self.fail(f"attribute {a.name!r} is not supported")
