@@ -25,22 +25,12 @@ from .importers import from_torch
 from .output import write_files
 from .runtime import Model
 from .schedule import PLAN_KNOBS, Schedule, ScheduledProgram, build_program
-from .spec import LSTMSpec
+from .spec import LSTMSpec, as_spec
 from .weights import pack
 
 _log = logging.getLogger("lstmgen")
 
 __all__ = ["as_spec", "compile", "from_torch", "generate", "generate_sources", "make_schedule", "schedule_for"]
-
-
-def as_spec(spec: Any) -> LSTMSpec:
-    if isinstance(spec, LSTMSpec):
-        return spec
-    if isinstance(spec, Mapping):
-        return LSTMSpec.from_dict(spec)
-    if isinstance(spec, (str, os.PathLike)):
-        return LSTMSpec.load(spec)
-    raise TypeError(f"spec must be an LSTMSpec, a dict or a path to a JSON/TOML spec, got {type(spec).__name__}")
 
 
 def make_schedule(time_loop: str = "looped", seq_len: int | None = None, chunk: int = 0,

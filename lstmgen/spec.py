@@ -482,3 +482,14 @@ class LSTMSpec:
 
 
 _TORCH_FIELDS = {"input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout", "bidirectional", "proj_size"}
+
+
+def as_spec(spec: Any) -> LSTMSpec:
+    """An LSTMSpec from an LSTMSpec, a dict of its fields, or a path to a JSON/TOML spec file."""
+    if isinstance(spec, LSTMSpec):
+        return spec
+    if isinstance(spec, Mapping):
+        return LSTMSpec.from_dict(spec)
+    if isinstance(spec, (str, os.PathLike)):
+        return LSTMSpec.load(spec)
+    raise TypeError(f"spec must be an LSTMSpec, a dict or a path to a JSON/TOML spec, got {type(spec).__name__}")

@@ -31,7 +31,7 @@ def embedded_sources(spec: Any, weights: Mapping[str, Any], *, prefix: str = "ls
 
     math: 'libm' (expf/tanhf) or 'approx' (libm-free float32 sigmoid/tanh, kernels.py).
     tolerance: the self-test's absolute tolerance (default DEFAULT_TOLERANCE)."""
-    from ..api import as_spec
+    from ..spec import as_spec
 
     spec = as_spec(spec)
     p = check_prefix(prefix)

@@ -152,7 +152,7 @@ def report(spec: Any, weights: Mapping[str, Any] | None = None, *, prefix: str =
            cpus: tuple[str, ...] = ("cortex-m4", "cortex-m0plus"), measure_code: bool = True) -> str:
     """The footprint as text: exact sizes, plus code bytes and stack per CPU when the cross
     compiler is installed (random weights stand in when none are given: sizes do not depend on values)."""
-    from ..api import as_spec
+    from ..spec import as_spec
 
     spec = as_spec(spec)
     check_prefix(prefix)

@@ -27,7 +27,7 @@ def to_onnx(spec: Any, weights: Any, *, with_state: bool = False, with_lengths: 
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from ..api import as_spec
+    from ..spec import as_spec
     from ..weights import check_weights
 
     spec = as_spec(spec)
