@@ -54,6 +54,6 @@ def test_accuracy_corpus_plumbing():
     res = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "accuracy.py"), "--models", "h16-f3", "--T", "50"],
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
-    row = next(line for line in res.stdout.splitlines() if line.startswith("| h16-f3 | 50 |"))
-    errs = [float(v) for v in row.split("|")[4:7]]
+    row = next(line for line in res.stdout.splitlines() if line.startswith("| h16-f3 | 0 | 50 |"))
+    errs = [float(v) for v in row.split("|")[5:8]]
     assert all(0 < e < 1e-4 for e in errs)  # every peer computes the same LSTM
