@@ -390,33 +390,59 @@ _GUARDS = {
 }
 
 
+# How the x86 vector forms take 1/b: "newton" (a reciprocal estimate and one Newton step, on the
+# FMA ports) or "div" (the divider). NEON divides.
+X86_RECIP = "newton"
+
+
 def _vector_ops(isa: str, vw: int) -> tuple[str, str, list[tuple[str, str, str, str]]]:
     """(header, vector type, [(name, return type, parameters, body)]) for the inline vector ops."""
     V = "{p}_vf"
     if isa == "neon":
         header, vtype = "arm_neon.h", "float32x4_t"
         spell = dict(load="vld1q_f32(a)", store="vst1q_f32(a, v)", set1="vdupq_n_f32(x)", fma="vfmaq_f32(c, a, b)",
-                     mul="vmulq_f32(a, b)", add="vaddq_f32(a, b)", divadd="vaddq_f32(vdivq_f32(a, b), c)", min="vminq_f32(a, b)",
-                     max="vmaxq_f32(a, b)")
+                     mul="vmulq_f32(a, b)", add="vaddq_f32(a, b)", min="vminq_f32(a, b)", max="vmaxq_f32(a, b)",
+                     recip="vdivq_f32(vdupq_n_f32(1.0f), b)", round="vrndnq_f32(a)", abs="vabsq_f32(a)",
+                     pow2i="vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(a), vdupq_n_s32(127)), 23))",
+                     blendlt="vbslq_f32(vcltq_f32(a, b), t, f)")
     else:
         vtype, pre = _X86[vw]
         header = "immintrin.h"
-        # a / b + c as (a r) (2 - b r) + c, r ~ 1/b to 14 (AVX-512) or 12 bits: one Newton step
-        # gives ~1 ulp, on the FMA ports instead of the slow divider, in 3 dependent steps
-        rcp = f"{pre}_rcp14_ps(b)" if isa == "avx512" else f"{pre}_rcp_ps(b)"
+        bits = {16: "512", 8: "256", 4: "128"}[vw]
+        si = f"{pre}_castsi{bits}_ps({pre}_slli_epi32({pre}_add_epi32({pre}_cvtps_epi32(a), {pre}_set1_epi32(127)), 23))"
+        if X86_RECIP == "newton":
+            # r ~ 1/b to 14 (AVX-512) or 12 bits, refined by one Newton step r + r (1 - b r)
+            rcp = f"{pre}_rcp14_ps(b)" if isa == "avx512" else f"{pre}_rcp_ps(b)"
+            recip = (f"const {vtype} r = {rcp};\n    return {pre}_fmadd_ps(r, {pre}_fnmadd_ps(b, r, {pre}_set1_ps(1.0f)), r)")
+        else:
+            recip = f"return {pre}_div_ps({pre}_set1_ps(1.0f), b)"
+        if vw == 16:
+            rnd = f"{pre}_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)"
+            blend = f"{pre}_mask_blend_ps({pre}_cmp_ps_mask(a, b, _CMP_LT_OQ), f, t)"
+            absv = f"{pre}_abs_ps(a)"
+        else:
+            rnd = f"{pre}_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)"
+            blend = f"{pre}_blendv_ps(f, t, {pre}_cmp_ps(a, b, _CMP_LT_OQ))"
+            absv = f"{pre}_andnot_ps({pre}_set1_ps(-0.0f), a)"
         spell = dict(load=f"{pre}_loadu_ps(a)", store=f"{pre}_storeu_ps(a, v)", set1=f"{pre}_set1_ps(x)",
                      fma=f"{pre}_fmadd_ps(a, b, c)", mul=f"{pre}_mul_ps(a, b)", add=f"{pre}_add_ps(a, b)",
-                     divadd=f"const {vtype} r = {rcp};\n    return {pre}_fmadd_ps({pre}_mul_ps(a, r), "
-                            f"{pre}_fnmadd_ps(b, r, {pre}_set1_ps(2.0f)), c)",
-                     min=f"{pre}_min_ps(a, b)", max=f"{pre}_max_ps(a, b)")
-    two = f"{V} a, {V} b"
+                     min=f"{pre}_min_ps(a, b)", max=f"{pre}_max_ps(a, b)", recip=recip, round=rnd, abs=absv, pow2i=si,
+                     blendlt=blend)
+    one, two = f"{V} a", f"{V} a, {V} b"
     ops = [
         ("load", V, "const float *a", "return " + spell["load"]),
         ("store", "void", f"float *a, {V} v", spell["store"]),
         ("set1", V, "float x", "return " + spell["set1"]),
         ("fma", V, f"{V} a, {V} b, {V} c", "return " + spell["fma"]),
     ] + [(name, V, two, "return " + spell[name]) for name in ("add", "mul", "min", "max")] + [
-        ("divadd", V, f"{V} a, {V} b, {V} c", ("" if spell["divadd"].startswith("const") else "return ") + spell["divadd"])]
+        # round to nearest even; 2^a for integral a in [-126, 128] (128: +inf); |a|; 1 / b
+        ("round", V, one, "return " + spell["round"]),
+        ("pow2i", V, one, "return " + spell["pow2i"]),
+        ("abs", V, one, "return " + spell["abs"]),
+        ("recip", V, f"{V} b", ("" if spell["recip"].startswith(("const", "return")) else "return ") + spell["recip"]),
+        # lanes where a < b (false for NaN) take t, the others f
+        ("blendlt", V, f"{V} a, {V} b, {V} t, {V} f", "return " + spell["blendlt"]),
+    ]
     return header, vtype, ops
 
 
@@ -455,21 +481,19 @@ def _tile(kind: str, name: str, rows: int, nb: int, bw: int, ks: int, P: str, ep
                 epilogue=epilogue)
 
 
-def _rationals(p: str, vector: bool) -> list[dict]:
-    """math="approx"'s tanh and sigmoid for kernels.j2's `rational`: x * num(x^2) / den(x^2)
-    (+ 1/2 for sigmoid) clamped to |x| <= clamp; `when` names the kernel_context flag that asks
-    for the function."""
-    scalar = [c_float(v) for v in kernels.TANH_P], [c_float(v) for v in kernels.TANH_Q]
-    ssig = [c_float(v) for v in kernels.SIGMOID_P], [c_float(v) for v in kernels.SIGMOID_Q]
-    clamp, sclamp = c_float(kernels.TANH_CLAMP), c_float(2 * kernels.TANH_CLAMP)
-    out = [dict(when="scalar_tanh", fn="tanh", vector=False, name=f"{p}_tanh", clamp=clamp, num=scalar[0], den=scalar[1],
-                half=False, fma=""),
-           dict(when="scalar_sigmoid", fn="sigmoid", vector=False, name=f"{p}_sigmoid", clamp=sclamp, num=ssig[0],
-                den=ssig[1], half=True, fma="")]
+def _activations(p: str, vector: bool) -> list[dict]:
+    """math="approx"'s exp, sigmoid and tanh (kernels.py) for kernels.j2's `activation`, scalar
+    and (vector) vector forms, in the order they are defined; `when` names the kernel_context
+    flag that asks for the function."""
+    cs = lambda vs: [c_float(v) for v in vs]  # noqa: E731
+    base = dict(p=cs(kernels.EXP_P), q=cs(kernels.TANH_Q), small=c_float(kernels.TANH_SMALL), log2e=c_float(kernels.LOG2E),
+                ln2_hi=c_float(-kernels.LN2_HI), ln2_lo=c_float(-kernels.LN2_LO), lo=c_float(kernels.EXP_LO),
+                hi=c_float(kernels.EXP_HI), vector=False, pre=p)
+    out = [dict(base, when=when, fn=fn, name=f"{p}_{fn}")
+           for fn, when in (("exp", "scalar_tanh"), ("sigmoid", "scalar_sigmoid"), ("tanh", "scalar_tanh"))]
     if vector:
-        vec = lambda cs: [f"{p}_vset1({c})" for c in cs]  # noqa: E731 - coefficients as vectors
-        out += [dict(r, when="vector_cell", vector=True, name=f"{p}_v{r['fn']}", num=vec(r["num"]), den=vec(r["den"]),
-                     fma=f"{p}_vfma") for r in out]
+        hi = kernels.EXP_HI_RCP if X86_RECIP == "newton" else kernels.EXP_HI
+        out += [dict(r, when="vector_cell", vector=True, name=f"{p}_v{r['fn']}", hi=c_float(hi)) for r in out]
     return out
 
 
@@ -493,7 +517,7 @@ def kernel_context(program: ScheduledProgram, p: str) -> dict:
         scalar_cell=scalar_cell,
         scalar_tanh=approx and scalar_cell and bool(acts & {"Sigmoid", "Tanh", "ScaledTanh"}),
         scalar_sigmoid=approx and scalar_cell and "Sigmoid" in acts,
-        rationals=_rationals(p, plan.vector),
+        activations=_activations(p, plan.vector),
         mrs=plan.mrs,
         kc=plan.kc,
     )
@@ -513,7 +537,8 @@ def kernel_context(program: ScheduledProgram, p: str) -> dict:
         )
         header, vtype, ops = _vector_ops(plan.isa, plan.vw)
         guard, hint = _GUARDS[plan.isa]
-        used = {"load", "store", "set1", "fma"} | ({"mul", "divadd", "min", "max"} if plan.vector_cell else set())
+        cell_ops = {"mul", "add", "min", "max", "round", "pow2i", "abs", "recip", "blendlt"}
+        used = {"load", "store", "set1", "fma"} | (cell_ops if plan.vector_cell else set())
         if plan.ks > 1:
             used.add("add")
         ctx.update(header=header, vtype=vtype, guard=guard, flags_hint=hint,

@@ -19,7 +19,7 @@ Candidates fitted (coefficients printed as C99 hex floats):
   tanh_r66     x P(x^2) / Q(x^2), degree 6 / 6, minimax in relative error on [0, 9] (Loeb's
                linearisation + Lawson reweighting), clamped outside like today's
 
-Today's approx (kernels.TANH_P/Q, SIGMOID_P/Q) is measured first: its sigmoid comes from tanh(x/2)
+main a7d32b8's approx (its rational tanh, OLD_TANH_P/Q; sigmoid from it) is measured first: its sigmoid comes from tanh(x/2)
 and loses relative accuracy for x << 0; the sign of its bias is what compounds in c over long
 sequences of a trained model (forget gates near 1).
 """
@@ -38,6 +38,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from lstmgen import kernels  # noqa: E402
 
 F = np.float32
+# main a7d32b8's math="approx" (the rational tanh; sigmoid = 1/2 + tanh(x/2)/2), kept to measure it
+OLD_TANH_CLAMP = 9.0
+OLD_TANH_P = tuple(float.fromhex(h) for h in ("0x1p+0", "0x1.120b22p-3", "0x1.ca2c9cp-9", "0x1.59c3ap-16", "0x1.caddaep-27"))
+OLD_TANH_Q = tuple(float.fromhex(h) for h in ("0x1p+0", "0x1.de5adap-2", "0x1.a7f7fep-6", "0x1.588644p-12", "0x1.a180bcp-21"))
 TANH_SMALL = 0.7  # below it tanh is the odd polynomial; above, 1 - 2 / (e^{2|x|} + 1)
 TANH_DEG = 4
 
@@ -92,18 +96,19 @@ def report(name: str, x: np.ndarray, y: np.ndarray, truth: np.ndarray, odd: bool
 
 
 def current(x: np.ndarray) -> None:
-    """Today's math="approx" (scalar C spelling: mul/add, division, clamp)."""
-    tp, tq = kernels.TANH_P, kernels.TANH_Q
-    sp, sq = kernels.SIGMOID_P, kernels.SIGMOID_Q
-    xt = np.clip(x, -F(kernels.TANH_CLAMP), F(kernels.TANH_CLAMP)).astype(F)
+    """main a7d32b8's math="approx" (scalar C spelling: mul/add, division, clamp)."""
+    tp, tq = OLD_TANH_P, OLD_TANH_Q
+    sp = tuple(c / 4.0 ** (k + 1) for k, c in enumerate(tp))
+    sq = tuple(c / 4.0 ** k for k, c in enumerate(tq))
+    xt = np.clip(x, -F(OLD_TANH_CLAMP), F(OLD_TANH_CLAMP)).astype(F)
     s = (xt * xt).astype(F)
     tanh = ((xt * horner_plain(s, tp)).astype(F) / horner_plain(s, tq)).astype(F)
-    xs = np.clip(x, -F(2 * kernels.TANH_CLAMP), F(2 * kernels.TANH_CLAMP)).astype(F)
+    xs = np.clip(x, -F(2 * OLD_TANH_CLAMP), F(2 * OLD_TANH_CLAMP)).astype(F)
     s2 = (xs * xs).astype(F)
     sig = (((xs * horner_plain(s2, sp)).astype(F) / horner_plain(s2, sq)).astype(F) + F(0.5)).astype(F)
     x64 = x.astype(np.float64)
-    report("approx tanh", x, tanh, np.tanh(x64), odd=True)
-    report("approx sigmoid", x, sig, 1 / (1 + np.exp(-x64)))
+    report("old approx tanh", x, tanh, np.tanh(x64), odd=True)
+    report("old approx sigmoid", x, sig, 1 / (1 + np.exp(-x64)))
 
 
 def lawson_poly(f, a: float, b: float, deg: int, n: int = 4000, iters: int = 60) -> np.ndarray:
@@ -217,13 +222,13 @@ def hexes(cs) -> str:
     return ", ".join(float(F(c)).hex() for c in cs)
 
 
-def generated_c(x: np.ndarray) -> None:
+def generated_c(x: np.ndarray, isa: str | None = None) -> None:
     """The real generated C (codegen.math_probe_sources) on this host: approx scalar, approx
     vector (this host's ISA) and libm's tanhf / 1 / (1 + expf(-x))."""
     from lstmgen import build
     from lstmgen.codegen import math_probe_sources
 
-    isa = kernels.native_isa()
+    isa = isa or kernels.native_isa()
     module = build.build(math_probe_sources(isa, prefix="fitprobe"), target=isa)
     fn = module.lib.fitprobe_probe
     pad = (-x.size) % 16
@@ -243,6 +248,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--points", type=int, default=2_000_000, help="points of the sweep (default 2e6)")
     ap.add_argument("--no-c", action="store_true", help="skip measuring the generated C (needs a C compiler)")
+    ap.add_argument("--isa", default=None, help="vector ISA of the generated C to measure (default: this host's)")
     ap.add_argument("--final", action="store_true", help="only print kernels.py's coefficients and their error")
     args = ap.parse_args(argv)
     x = sweep(args.points)
@@ -252,7 +258,7 @@ def main(argv=None) -> int:
     x64 = x.astype(np.float64)
     print(f"{x.size} points; errors in ulps of the float64 truth rounded to float32\n")
     if not args.no_c:
-        generated_c(x)
+        generated_c(x, args.isa)
         print()
     current(x)
     print()
