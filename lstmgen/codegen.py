@@ -390,9 +390,11 @@ _GUARDS = {
 }
 
 
-# How the x86 vector forms take 1/b: "newton" (a reciprocal estimate and one Newton step, on the
-# FMA ports) or "div" (the divider). NEON divides.
-X86_RECIP = "newton"
+# How the x86 vector forms take 1/b, per ISA: "newton" (a reciprocal estimate refined by Newton
+# steps r + r (1 - b r) on the FMA ports: one after AVX-512's 14-bit rcp14, two after AVX2's
+# 12-bit rcp, whose single step leaves 3.2 ulp and a -0.35 ulp bias in sigmoid) or "div" (the
+# divider). NEON divides.
+X86_RECIP = {"avx512": "newton", "avx2": "newton"}
 
 
 def _vector_ops(isa: str, vw: int) -> tuple[str, str, list[tuple[str, str, str, str]]]:
@@ -410,10 +412,10 @@ def _vector_ops(isa: str, vw: int) -> tuple[str, str, list[tuple[str, str, str, 
         header = "immintrin.h"
         bits = {16: "512", 8: "256", 4: "128"}[vw]
         si = f"{pre}_castsi{bits}_ps({pre}_slli_epi32({pre}_add_epi32({pre}_cvtps_epi32(a), {pre}_set1_epi32(127)), 23))"
-        if X86_RECIP == "newton":
-            # r ~ 1/b to 14 (AVX-512) or 12 bits, refined by one Newton step r + r (1 - b r)
+        if X86_RECIP[isa] == "newton":
             rcp = f"{pre}_rcp14_ps(b)" if isa == "avx512" else f"{pre}_rcp_ps(b)"
-            recip = (f"const {vtype} r = {rcp};\n    return {pre}_fmadd_ps(r, {pre}_fnmadd_ps(b, r, {pre}_set1_ps(1.0f)), r)")
+            step = f"r = {pre}_fmadd_ps(r, {pre}_fnmadd_ps(b, r, {pre}_set1_ps(1.0f)), r)"
+            recip = f"{vtype} r = {rcp};\n    " + ("" if isa == "avx512" else f"{step};\n    ") + f"return {step}"
         else:
             recip = f"return {pre}_div_ps({pre}_set1_ps(1.0f), b)"
         if vw == 16:
@@ -439,7 +441,7 @@ def _vector_ops(isa: str, vw: int) -> tuple[str, str, list[tuple[str, str, str, 
         ("round", V, one, "return " + spell["round"]),
         ("pow2i", V, one, "return " + spell["pow2i"]),
         ("abs", V, one, "return " + spell["abs"]),
-        ("recip", V, f"{V} b", ("" if spell["recip"].startswith(("const", "return")) else "return ") + spell["recip"]),
+        ("recip", V, f"{V} b", ("" if spell["recip"].startswith((vtype, "return")) else "return ") + spell["recip"]),
         # lanes where a < b (false for NaN) take t, the others f
         ("blendlt", V, f"{V} a, {V} b, {V} t, {V} f", "return " + spell["blendlt"]),
     ]
@@ -481,7 +483,7 @@ def _tile(kind: str, name: str, rows: int, nb: int, bw: int, ks: int, P: str, ep
                 epilogue=epilogue)
 
 
-def _activations(p: str, vector: bool) -> list[dict]:
+def _activations(p: str, isa: str, vector: bool) -> list[dict]:
     """math="approx"'s exp, sigmoid and tanh (kernels.py) for kernels.j2's `activation`, scalar
     and (vector) vector forms, in the order they are defined; `when` names the kernel_context
     flag that asks for the function."""
@@ -492,7 +494,7 @@ def _activations(p: str, vector: bool) -> list[dict]:
     out = [dict(base, when=when, fn=fn, name=f"{p}_{fn}")
            for fn, when in (("exp", "scalar_tanh"), ("sigmoid", "scalar_sigmoid"), ("tanh", "scalar_tanh"))]
     if vector:
-        hi = kernels.EXP_HI_RCP if X86_RECIP == "newton" else kernels.EXP_HI
+        hi = kernels.EXP_HI_RCP if X86_RECIP.get(isa) == "newton" else kernels.EXP_HI
         out += [dict(r, when="vector_cell", vector=True, name=f"{p}_v{r['fn']}", hi=c_float(hi)) for r in out]
     return out
 
@@ -517,7 +519,7 @@ def kernel_context(program: ScheduledProgram, p: str) -> dict:
         scalar_cell=scalar_cell,
         scalar_tanh=approx and scalar_cell and bool(acts & {"Sigmoid", "Tanh", "ScaledTanh"}),
         scalar_sigmoid=approx and scalar_cell and "Sigmoid" in acts,
-        activations=_activations(p, plan.vector),
+        activations=_activations(p, plan.isa, plan.vector),
         mrs=plan.mrs,
         kc=plan.kc,
     )
