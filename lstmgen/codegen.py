@@ -406,7 +406,7 @@ def _vector_ops(isa: str, vw: int) -> tuple[str, str, list[tuple[str, str, str, 
                      mul="vmulq_f32(a, b)", add="vaddq_f32(a, b)", min="vminq_f32(a, b)", max="vmaxq_f32(a, b)",
                      recip="vdivq_f32(vdupq_n_f32(1.0f), b)", round="vrndnq_f32(a)", abs="vabsq_f32(a)",
                      pow2i="vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(a), vdupq_n_s32(127)), 23))",
-                     blendlt="vbslq_f32(vcltq_f32(a, b), t, f)")
+                     blendlt="vbslq_f32(vcltq_f32(a, b), t, f)", copysign="vbslq_f32(vdupq_n_u32(0x80000000u), b, a)")
     else:
         vtype, pre = _X86[vw]
         header = "immintrin.h"
@@ -422,14 +422,17 @@ def _vector_ops(isa: str, vw: int) -> tuple[str, str, list[tuple[str, str, str, 
             rnd = f"{pre}_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)"
             blend = f"{pre}_mask_blend_ps({pre}_cmp_ps_mask(a, b, _CMP_LT_OQ), f, t)"
             absv = f"{pre}_abs_ps(a)"
+            csign = (f"{pre}_castsi512_ps({pre}_or_epi32({pre}_castps_si512(a), "
+                     f"{pre}_and_epi32({pre}_castps_si512(b), {pre}_set1_epi32(INT32_MIN))))")
         else:
             rnd = f"{pre}_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)"
             blend = f"{pre}_blendv_ps(f, t, {pre}_cmp_ps(a, b, _CMP_LT_OQ))"
             absv = f"{pre}_andnot_ps({pre}_set1_ps(-0.0f), a)"
+            csign = f"{pre}_or_ps(a, {pre}_and_ps(b, {pre}_set1_ps(-0.0f)))"
         spell = dict(load=f"{pre}_loadu_ps(a)", store=f"{pre}_storeu_ps(a, v)", set1=f"{pre}_set1_ps(x)",
                      fma=f"{pre}_fmadd_ps(a, b, c)", mul=f"{pre}_mul_ps(a, b)", add=f"{pre}_add_ps(a, b)",
                      min=f"{pre}_min_ps(a, b)", max=f"{pre}_max_ps(a, b)", recip=recip, round=rnd, abs=absv, pow2i=si,
-                     blendlt=blend)
+                     blendlt=blend, copysign=csign)
     one, two = f"{V} a", f"{V} a, {V} b"
     ops = [
         ("load", V, "const float *a", "return " + spell["load"]),
@@ -444,6 +447,8 @@ def _vector_ops(isa: str, vw: int) -> tuple[str, str, list[tuple[str, str, str, 
         ("recip", V, f"{V} b", ("" if spell["recip"].startswith((vtype, "return")) else "return ") + spell["recip"]),
         # lanes where a < b (false for NaN) take t, the others f
         ("blendlt", V, f"{V} a, {V} b, {V} t, {V} f", "return " + spell["blendlt"]),
+        # a (non-negative or NaN) with b's sign bit
+        ("copysign", V, two, "return " + spell["copysign"]),
     ]
     return header, vtype, ops
 
@@ -539,7 +544,7 @@ def kernel_context(program: ScheduledProgram, p: str) -> dict:
         )
         header, vtype, ops = _vector_ops(plan.isa, plan.vw)
         guard, hint = _GUARDS[plan.isa]
-        cell_ops = {"mul", "add", "min", "max", "round", "pow2i", "abs", "recip", "blendlt"}
+        cell_ops = {"mul", "add", "min", "max", "round", "pow2i", "abs", "recip", "blendlt", "copysign"}
         used = {"load", "store", "set1", "fma"} | (cell_ops if plan.vector_cell else set())
         if plan.ks > 1:
             used.add("add")
