@@ -404,14 +404,14 @@ def _vector_ops(isa: str, vw: int) -> tuple[str, str, list[tuple[str, str, str, 
         header, vtype = "arm_neon.h", "float32x4_t"
         spell = dict(load="vld1q_f32(a)", store="vst1q_f32(a, v)", set1="vdupq_n_f32(x)", fma="vfmaq_f32(c, a, b)",
                      mul="vmulq_f32(a, b)", add="vaddq_f32(a, b)", min="vminq_f32(a, b)", max="vmaxq_f32(a, b)",
-                     recip="vdivq_f32(vdupq_n_f32(1.0f), b)", round="vrndnq_f32(a)", abs="vabsq_f32(a)",
-                     pow2i="vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(a), vdupq_n_s32(127)), 23))",
+                     recip="vdivq_f32(vdupq_n_f32(1.0f), b)", abs="vabsq_f32(a)", sub="vsubq_f32(a, b)",
+                     exp2bits="vreinterpretq_f32_s32(vshlq_n_s32(vreinterpretq_s32_f32(a), 23))",
                      blendlt="vbslq_f32(vcltq_f32(a, b), t, f)", copysign="vbslq_f32(vdupq_n_u32(0x80000000u), b, a)")
     else:
         vtype, pre = _X86[vw]
         header = "immintrin.h"
         bits = {16: "512", 8: "256", 4: "128"}[vw]
-        si = f"{pre}_castsi{bits}_ps({pre}_slli_epi32({pre}_add_epi32({pre}_cvtps_epi32(a), {pre}_set1_epi32(127)), 23))"
+        si = f"{pre}_castsi{bits}_ps({pre}_slli_epi32({pre}_castps_si{bits}(a), 23))"
         if X86_RECIP[isa] == "newton":
             rcp = f"{pre}_rcp14_ps(b)" if isa == "avx512" else f"{pre}_rcp_ps(b)"
             step = f"r = {pre}_fmadd_ps(r, {pre}_fnmadd_ps(b, r, {pre}_set1_ps(1.0f)), r)"
@@ -419,19 +419,19 @@ def _vector_ops(isa: str, vw: int) -> tuple[str, str, list[tuple[str, str, str, 
         else:
             recip = f"return {pre}_div_ps({pre}_set1_ps(1.0f), b)"
         if vw == 16:
-            rnd = f"{pre}_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)"
             blend = f"{pre}_mask_blend_ps({pre}_cmp_ps_mask(a, b, _CMP_LT_OQ), f, t)"
             absv = f"{pre}_abs_ps(a)"
-            csign = (f"{pre}_castsi512_ps({pre}_or_epi32({pre}_castps_si512(a), "
-                     f"{pre}_and_epi32({pre}_castps_si512(b), {pre}_set1_epi32(INT32_MIN))))")
         else:
-            rnd = f"{pre}_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)"
             blend = f"{pre}_blendv_ps(f, t, {pre}_cmp_ps(a, b, _CMP_LT_OQ))"
             absv = f"{pre}_andnot_ps({pre}_set1_ps(-0.0f), a)"
+        if isa == "avx512":  # bitwise select (0xca): sign bit from b, the rest from a
+            csign = (f"{pre}_castsi{bits}_ps({pre}_ternarylogic_epi32({pre}_set1_epi32(INT32_MIN), "
+                     f"{pre}_castps_si{bits}(b), {pre}_castps_si{bits}(a), 0xca))")
+        else:
             csign = f"{pre}_or_ps(a, {pre}_and_ps(b, {pre}_set1_ps(-0.0f)))"
         spell = dict(load=f"{pre}_loadu_ps(a)", store=f"{pre}_storeu_ps(a, v)", set1=f"{pre}_set1_ps(x)",
                      fma=f"{pre}_fmadd_ps(a, b, c)", mul=f"{pre}_mul_ps(a, b)", add=f"{pre}_add_ps(a, b)",
-                     min=f"{pre}_min_ps(a, b)", max=f"{pre}_max_ps(a, b)", recip=recip, round=rnd, abs=absv, pow2i=si,
+                     min=f"{pre}_min_ps(a, b)", max=f"{pre}_max_ps(a, b)", recip=recip, abs=absv, exp2bits=si, sub=f"{pre}_sub_ps(a, b)",
                      blendlt=blend, copysign=csign)
     one, two = f"{V} a", f"{V} a, {V} b"
     ops = [
@@ -440,9 +440,9 @@ def _vector_ops(isa: str, vw: int) -> tuple[str, str, list[tuple[str, str, str, 
         ("set1", V, "float x", "return " + spell["set1"]),
         ("fma", V, f"{V} a, {V} b, {V} c", "return " + spell["fma"]),
     ] + [(name, V, two, "return " + spell[name]) for name in ("add", "mul", "min", "max")] + [
-        # round to nearest even; 2^a for integral a in [-126, 128] (128: +inf); |a|; 1 / b
-        ("round", V, one, "return " + spell["round"]),
-        ("pow2i", V, one, "return " + spell["pow2i"]),
+        # a - b; a's bits shifted left by 23 (2^k from MAGIC + k); |a|; 1 / b
+        ("sub", V, two, "return " + spell["sub"]),
+        ("exp2bits", V, one, "return " + spell["exp2bits"]),
         ("abs", V, one, "return " + spell["abs"]),
         ("recip", V, f"{V} b", ("" if spell["recip"].startswith((vtype, "return")) else "return ") + spell["recip"]),
         # lanes where a < b (false for NaN) take t, the others f
@@ -488,19 +488,34 @@ def _tile(kind: str, name: str, rows: int, nb: int, bw: int, ks: int, P: str, ep
                 epilogue=epilogue)
 
 
+def _exp_args(c: float, lo: float | None, hi: float, vector: bool) -> dict:
+    """kernels.j2's `one_plus_exp` for 1 + e^{c x} (c = -1: sigmoid, 2: tanh of |x|), with c folded
+    into the constants (exact: c is +-1 or 2), so the steps give the bits of y = c x's: x clamped
+    to c x in [lo, hi] (no lower clamp if lo is None); m = x c log2e + MAGIC, whose low bits hold
+    k + 127; k = m - MAGIC; t = x - k ln2 / c in two steps (= r / c); p(c t) from p's
+    coefficients times c^j; 2^k = m's bits shifted left by 23."""
+    bounds = sorted(v / c for v in (lo, hi) if v is not None)
+    if lo is None:  # c x <= hi only
+        x_lo, x_hi = None, hi / c
+    else:
+        x_lo, x_hi = bounds
+    return dict(x_lo=None if x_lo is None else c_float(x_lo), x_hi=c_float(x_hi), cl2e=c_float(c * kernels.LOG2E),
+                magic=c_float(kernels.EXP_MAGIC), a=c_float(-kernels.LN2_HI / c), b=c_float(-kernels.LN2_LO / c),
+                p=[c_float(v * c ** j) for j, v in enumerate(kernels.EXP_P)])
+
+
 def _activations(p: str, isa: str, vector: bool) -> list[dict]:
-    """math="approx"'s exp, sigmoid and tanh (kernels.py) for kernels.j2's `activation`, scalar
-    and (vector) vector forms, in the order they are defined; `when` names the kernel_context
-    flag that asks for the function."""
-    cs = lambda vs: [c_float(v) for v in vs]  # noqa: E731
-    base = dict(p=cs(kernels.EXP_P), q=cs(kernels.TANH_Q), small=c_float(kernels.TANH_SMALL), log2e=c_float(kernels.LOG2E),
-                ln2_hi=c_float(-kernels.LN2_HI), ln2_lo=c_float(-kernels.LN2_LO), lo=c_float(kernels.EXP_LO),
-                hi=c_float(kernels.EXP_HI), vector=False, pre=p)
-    out = [dict(base, when=when, fn=fn, name=f"{p}_{fn}")
-           for fn, when in (("exp", "scalar_tanh"), ("sigmoid", "scalar_sigmoid"), ("tanh", "scalar_tanh"))]
-    if vector:
-        hi = kernels.EXP_HI_RCP if X86_RECIP.get(isa) == "newton" else kernels.EXP_HI
-        out += [dict(r, when="vector_cell", vector=True, name=f"{p}_v{r['fn']}", hi=c_float(hi)) for r in out]
+    """math="approx"'s sigmoid and tanh (kernels.py) for kernels.j2's `activation`, scalar and
+    (vector) vector forms; `when` names the kernel_context flag that asks for the function."""
+    hi = kernels.EXP_HI_RCP if vector and X86_RECIP.get(isa) == "newton" else kernels.EXP_HI
+    out = []
+    for vec in (False, True) if vector else (False,):
+        h = hi if vec else kernels.EXP_HI
+        out += [dict(when="vector_cell" if vec else "scalar_sigmoid", fn="sigmoid", vector=vec, pre=p,
+                     name=f"{p}_v" * vec + f"{p}_" * (not vec) + "sigmoid", e=_exp_args(-1.0, kernels.EXP_LO, h, vec)),
+                dict(when="vector_cell" if vec else "scalar_tanh", fn="tanh", vector=vec, pre=p,
+                     name=f"{p}_v" * vec + f"{p}_" * (not vec) + "tanh", e=_exp_args(2.0, None, h, vec),
+                     q=[c_float(v) for v in kernels.TANH_Q], small=c_float(kernels.TANH_SMALL))]
     return out
 
 
@@ -544,7 +559,7 @@ def kernel_context(program: ScheduledProgram, p: str) -> dict:
         )
         header, vtype, ops = _vector_ops(plan.isa, plan.vw)
         guard, hint = _GUARDS[plan.isa]
-        cell_ops = {"mul", "add", "min", "max", "round", "pow2i", "abs", "recip", "blendlt", "copysign"}
+        cell_ops = {"mul", "min", "max", "sub", "exp2bits", "abs", "recip", "blendlt", "copysign"}
         used = {"load", "store", "set1", "fma"} | (cell_ops if plan.vector_cell else set())
         if plan.ks > 1:
             used.add("add")

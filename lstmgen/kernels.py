@@ -53,6 +53,8 @@ LN2_HI, LN2_LO = float.fromhex("0x1.62e4p-1"), float.fromhex("0x1.7f7d1cp-20")
 # k = 128 and 2^k is +inf, so sigmoid(-inf) = 1 / (1 + inf) = 0 as with expf (the vector forms
 # with a reciprocal estimate stop at EXP_HI_RCP, where 1 + e is finite: rcp(inf) * inf is NaN).
 EXP_LO, EXP_HI, EXP_HI_RCP = -87.3, 88.5, 88.0
+# y log2e + EXP_MAGIC rounds to an integer whose float32 bits end in k + 127 (1.5 * 2^23 + 127)
+EXP_MAGIC = 12582912.0 + 127.0
 
 # Vector widths each ISA offers, widest first (floats per register).
 _WIDTHS = {"portable": (), "avx2": (8, 4), "avx512": (16, 8, 4), "neon": (4,)}
