@@ -495,15 +495,17 @@ def _exp_args(c: float, lo: float | None, hi: float, vector: bool) -> dict:
     to c x in [lo, hi] (no lower clamp if lo is None); m = x c log2e + MAGIC, whose low bits hold
     k + 127; k = m - MAGIC; t = x - k ln2 / c in two steps (= r / c); p(c t) from p's
     coefficients times c^j; 2^k = m's bits shifted left by 23."""
+    # tanh's vector form reduces in one FMA with ln2 rounded to float32: for |x| < 9.1 (where tanh
+    # is not 1) k <= 26 and the reduction's error k (ln2 - float(ln2)) / 2 < 3e-8 reaches tanh
+    # scaled by 2 / e^{2|x|} (< 0.03 ulp), a step off the cell's critical path
+    one_step = vector and c > 0
+    if one_step:  # and |x| <= TANH_SAT, where tanh is 1 already: 2^k stays finite (k <= 29)
+        lo, hi = None, 2.0 * kernels.TANH_SAT
     bounds = sorted(v / c for v in (lo, hi) if v is not None)
     if lo is None:  # c x <= hi only
         x_lo, x_hi = None, hi / c
     else:
         x_lo, x_hi = bounds
-    # tanh's vector form reduces in one FMA with ln2 rounded to float32: for |x| < 9.1 (where tanh
-    # is not 1) k <= 26 and the reduction's error k (ln2 - float(ln2)) / 2 < 3e-8 reaches tanh
-    # scaled by 2 / e^{2|x|} (< 0.03 ulp), a step off the cell's critical path
-    one_step = vector and c > 0
     a = c_float(-(kernels.LN2_HI + kernels.LN2_LO) / c) if one_step else c_float(-kernels.LN2_HI / c)
     return dict(x_lo=None if x_lo is None else c_float(x_lo), x_hi=c_float(x_hi), cl2e=c_float(c * kernels.LOG2E),
                 magic=c_float(kernels.EXP_MAGIC), a=a, b=None if one_step else c_float(-kernels.LN2_LO / c),
@@ -565,7 +567,7 @@ def kernel_context(program: ScheduledProgram, p: str) -> dict:
         )
         header, vtype, ops = _vector_ops(plan.isa, plan.vw)
         guard, hint = _GUARDS[plan.isa]
-        cell_ops = {"mul", "min", "max", "sub", "exp2bits", "abs", "recip", "blendlt", "copysign"}
+        cell_ops = {"mul", "add", "min", "max", "sub", "exp2bits", "abs", "recip", "blendlt", "copysign"}
         used = {"load", "store", "set1", "fma"} | (cell_ops if plan.vector_cell else set())
         if plan.ks > 1:
             used.add("add")

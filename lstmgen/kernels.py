@@ -47,6 +47,7 @@ EXP_P = tuple(float.fromhex(h) for h in ("0x1p+0", "0x1p+0", "0x1.fffffap-2", "0
 TANH_Q = tuple(float.fromhex(h) for h in ("-0x1.55554cp-2", "0x1.110a6p-3", "-0x1.b85d3ap-5", "0x1.5172a4p-6",
                                           "-0x1.6d9198p-8"))
 TANH_SMALL = 0.7
+TANH_SAT = 10.0  # tanh(x) rounds to 1 in float32 for x > 9.01; the vector tanh clamps |x| there
 LOG2E = float.fromhex("0x1.715476p+0")
 LN2_HI, LN2_LO = float.fromhex("0x1.62e4p-1"), float.fromhex("0x1.7f7d1cp-20")
 # y is clamped to [EXP_LO, EXP_HI] (NaN passes): e^EXP_LO is still a normal float32; at EXP_HI,
