@@ -390,33 +390,67 @@ _GUARDS = {
 }
 
 
+# How the x86 vector forms take 1/b, per ISA: "newton" (a reciprocal estimate refined by Newton
+# steps r + r (1 - b r) on the FMA ports: one after AVX-512's 14-bit rcp14, two after AVX2's
+# 12-bit rcp, whose single step leaves 3.2 ulp and a -0.35 ulp bias in sigmoid) or "div" (the
+# divider). Measured on Zen 5 (bench.py --quick): AVX-512 division is as fast as rcp14 + one
+# step, equally accurate, and gives sigmoid(-inf) = 0 where rcp14 gives 6e-39. NEON divides.
+X86_RECIP = {"avx512": "div", "avx2": "newton"}
+
+
 def _vector_ops(isa: str, vw: int) -> tuple[str, str, list[tuple[str, str, str, str]]]:
     """(header, vector type, [(name, return type, parameters, body)]) for the inline vector ops."""
     V = "{p}_vf"
     if isa == "neon":
         header, vtype = "arm_neon.h", "float32x4_t"
         spell = dict(load="vld1q_f32(a)", store="vst1q_f32(a, v)", set1="vdupq_n_f32(x)", fma="vfmaq_f32(c, a, b)",
-                     mul="vmulq_f32(a, b)", add="vaddq_f32(a, b)", divadd="vaddq_f32(vdivq_f32(a, b), c)", min="vminq_f32(a, b)",
-                     max="vmaxq_f32(a, b)")
+                     mul="vmulq_f32(a, b)", add="vaddq_f32(a, b)", min="vminq_f32(a, b)", max="vmaxq_f32(a, b)",
+                     recip="vdivq_f32(vdupq_n_f32(1.0f), b)", abs="vabsq_f32(a)", sub="vsubq_f32(a, b)",
+                     exp2bits="vreinterpretq_f32_s32(vshlq_n_s32(vreinterpretq_s32_f32(a), 23))",
+                     blendlt="vbslq_f32(vcltq_f32(a, b), t, f)", copysign="vbslq_f32(vdupq_n_u32(0x80000000u), b, a)")
     else:
         vtype, pre = _X86[vw]
         header = "immintrin.h"
-        # a / b + c as (a r) (2 - b r) + c, r ~ 1/b to 14 (AVX-512) or 12 bits: one Newton step
-        # gives ~1 ulp, on the FMA ports instead of the slow divider, in 3 dependent steps
-        rcp = f"{pre}_rcp14_ps(b)" if isa == "avx512" else f"{pre}_rcp_ps(b)"
+        bits = {16: "512", 8: "256", 4: "128"}[vw]
+        si = f"{pre}_castsi{bits}_ps({pre}_slli_epi32({pre}_castps_si{bits}(a), 23))"
+        if X86_RECIP[isa] == "newton":
+            rcp = f"{pre}_rcp14_ps(b)" if isa == "avx512" else f"{pre}_rcp_ps(b)"
+            step = f"r = {pre}_fmadd_ps(r, {pre}_fnmadd_ps(b, r, {pre}_set1_ps(1.0f)), r)"
+            recip = f"{vtype} r = {rcp};\n    " + ("" if isa == "avx512" else f"{step};\n    ") + f"return {step}"
+        else:
+            recip = f"return {pre}_div_ps({pre}_set1_ps(1.0f), b)"
+        if vw == 16:
+            blend = f"{pre}_mask_blend_ps({pre}_cmp_ps_mask(a, b, _CMP_LT_OQ), f, t)"
+            absv = f"{pre}_abs_ps(a)"
+        else:
+            blend = f"{pre}_blendv_ps(f, t, {pre}_cmp_ps(a, b, _CMP_LT_OQ))"
+            absv = f"{pre}_andnot_ps({pre}_set1_ps(-0.0f), a)"
+        if isa == "avx512":  # bitwise select (0xca): sign bit from b, the rest from a
+            csign = (f"{pre}_castsi{bits}_ps({pre}_ternarylogic_epi32({pre}_set1_epi32(INT32_MIN), "
+                     f"{pre}_castps_si{bits}(b), {pre}_castps_si{bits}(a), 0xca))")
+        else:
+            csign = f"{pre}_or_ps(a, {pre}_and_ps(b, {pre}_set1_ps(-0.0f)))"
         spell = dict(load=f"{pre}_loadu_ps(a)", store=f"{pre}_storeu_ps(a, v)", set1=f"{pre}_set1_ps(x)",
                      fma=f"{pre}_fmadd_ps(a, b, c)", mul=f"{pre}_mul_ps(a, b)", add=f"{pre}_add_ps(a, b)",
-                     divadd=f"const {vtype} r = {rcp};\n    return {pre}_fmadd_ps({pre}_mul_ps(a, r), "
-                            f"{pre}_fnmadd_ps(b, r, {pre}_set1_ps(2.0f)), c)",
-                     min=f"{pre}_min_ps(a, b)", max=f"{pre}_max_ps(a, b)")
-    two = f"{V} a, {V} b"
+                     min=f"{pre}_min_ps(a, b)", max=f"{pre}_max_ps(a, b)", recip=recip, abs=absv, exp2bits=si, sub=f"{pre}_sub_ps(a, b)",
+                     blendlt=blend, copysign=csign)
+    one, two = f"{V} a", f"{V} a, {V} b"
     ops = [
         ("load", V, "const float *a", "return " + spell["load"]),
         ("store", "void", f"float *a, {V} v", spell["store"]),
         ("set1", V, "float x", "return " + spell["set1"]),
         ("fma", V, f"{V} a, {V} b, {V} c", "return " + spell["fma"]),
     ] + [(name, V, two, "return " + spell[name]) for name in ("add", "mul", "min", "max")] + [
-        ("divadd", V, f"{V} a, {V} b, {V} c", ("" if spell["divadd"].startswith("const") else "return ") + spell["divadd"])]
+        # a - b; a's bits shifted left by 23 (2^k from MAGIC + k); |a|; 1 / b
+        ("sub", V, two, "return " + spell["sub"]),
+        ("exp2bits", V, one, "return " + spell["exp2bits"]),
+        ("abs", V, one, "return " + spell["abs"]),
+        ("recip", V, f"{V} b", ("" if spell["recip"].startswith((vtype, "return")) else "return ") + spell["recip"]),
+        # lanes where a < b (false for NaN) take t, the others f
+        ("blendlt", V, f"{V} a, {V} b, {V} t, {V} f", "return " + spell["blendlt"]),
+        # a (non-negative or NaN) with b's sign bit
+        ("copysign", V, two, "return " + spell["copysign"]),
+    ]
     return header, vtype, ops
 
 
@@ -455,21 +489,41 @@ def _tile(kind: str, name: str, rows: int, nb: int, bw: int, ks: int, P: str, ep
                 epilogue=epilogue)
 
 
-def _rationals(p: str, vector: bool) -> list[dict]:
-    """math="approx"'s tanh and sigmoid for kernels.j2's `rational`: x * num(x^2) / den(x^2)
-    (+ 1/2 for sigmoid) clamped to |x| <= clamp; `when` names the kernel_context flag that asks
-    for the function."""
-    scalar = [c_float(v) for v in kernels.TANH_P], [c_float(v) for v in kernels.TANH_Q]
-    ssig = [c_float(v) for v in kernels.SIGMOID_P], [c_float(v) for v in kernels.SIGMOID_Q]
-    clamp, sclamp = c_float(kernels.TANH_CLAMP), c_float(2 * kernels.TANH_CLAMP)
-    out = [dict(when="scalar_tanh", fn="tanh", vector=False, name=f"{p}_tanh", clamp=clamp, num=scalar[0], den=scalar[1],
-                half=False, fma=""),
-           dict(when="scalar_sigmoid", fn="sigmoid", vector=False, name=f"{p}_sigmoid", clamp=sclamp, num=ssig[0],
-                den=ssig[1], half=True, fma="")]
-    if vector:
-        vec = lambda cs: [f"{p}_vset1({c})" for c in cs]  # noqa: E731 - coefficients as vectors
-        out += [dict(r, when="vector_cell", vector=True, name=f"{p}_v{r['fn']}", num=vec(r["num"]), den=vec(r["den"]),
-                     fma=f"{p}_vfma") for r in out]
+def _exp_args(c: float, lo: float | None, hi: float, vector: bool) -> dict:
+    """kernels.j2's `one_plus_exp` for 1 + e^{c x} (c = -1: sigmoid, 2: tanh of |x|), with c folded
+    into the constants (exact: c is +-1 or 2), so the steps give the bits of y = c x's: x clamped
+    to c x in [lo, hi] (no lower clamp if lo is None); m = x c log2e + MAGIC, whose low bits hold
+    k + 127; k = m - MAGIC; t = x - k ln2 / c in two steps (= r / c); p(c t) from p's
+    coefficients times c^j; 2^k = m's bits shifted left by 23."""
+    # tanh's vector form reduces in one FMA with ln2 rounded to float32: for |x| < 9.1 (where tanh
+    # is not 1) k <= 26 and the reduction's error k (ln2 - float(ln2)) / 2 < 3e-8 reaches tanh
+    # scaled by 2 / e^{2|x|} (< 0.03 ulp), a step off the cell's critical path
+    one_step = vector and c > 0
+    if one_step:  # and |x| <= TANH_SAT, where tanh is 1 already: 2^k stays finite (k <= 29)
+        lo, hi = None, 2.0 * kernels.TANH_SAT
+    bounds = sorted(v / c for v in (lo, hi) if v is not None)
+    if lo is None:  # c x <= hi only
+        x_lo, x_hi = None, hi / c
+    else:
+        x_lo, x_hi = bounds
+    a = c_float(-(kernels.LN2_HI + kernels.LN2_LO) / c) if one_step else c_float(-kernels.LN2_HI / c)
+    return dict(x_lo=None if x_lo is None else c_float(x_lo), x_hi=c_float(x_hi), cl2e=c_float(c * kernels.LOG2E),
+                magic=c_float(kernels.EXP_MAGIC), a=a, b=None if one_step else c_float(-kernels.LN2_LO / c),
+                p=[c_float(v * c ** j) for j, v in enumerate(kernels.EXP_P)])
+
+
+def _activations(p: str, isa: str, vector: bool) -> list[dict]:
+    """math="approx"'s sigmoid and tanh (kernels.py) for kernels.j2's `activation`, scalar and
+    (vector) vector forms; `when` names the kernel_context flag that asks for the function."""
+    hi = kernels.EXP_HI_RCP if vector and X86_RECIP.get(isa) == "newton" else kernels.EXP_HI
+    out = []
+    for vec in (False, True) if vector else (False,):
+        h = hi if vec else kernels.EXP_HI
+        out += [dict(when="vector_cell" if vec else "scalar_sigmoid", fn="sigmoid", vector=vec, pre=p,
+                     name=f"{p}_v" * vec + f"{p}_" * (not vec) + "sigmoid", e=_exp_args(-1.0, kernels.EXP_LO, h, vec)),
+                dict(when="vector_cell" if vec else "scalar_tanh", fn="tanh", vector=vec, pre=p,
+                     name=f"{p}_v" * vec + f"{p}_" * (not vec) + "tanh", e=_exp_args(2.0, None, h, vec),
+                     q=[c_float(v) for v in kernels.TANH_Q], small=c_float(kernels.TANH_SMALL))]
     return out
 
 
@@ -493,7 +547,7 @@ def kernel_context(program: ScheduledProgram, p: str) -> dict:
         scalar_cell=scalar_cell,
         scalar_tanh=approx and scalar_cell and bool(acts & {"Sigmoid", "Tanh", "ScaledTanh"}),
         scalar_sigmoid=approx and scalar_cell and "Sigmoid" in acts,
-        rationals=_rationals(p, plan.vector),
+        activations=_activations(p, plan.isa, plan.vector),
         mrs=plan.mrs,
         kc=plan.kc,
     )
@@ -513,7 +567,8 @@ def kernel_context(program: ScheduledProgram, p: str) -> dict:
         )
         header, vtype, ops = _vector_ops(plan.isa, plan.vw)
         guard, hint = _GUARDS[plan.isa]
-        used = {"load", "store", "set1", "fma"} | ({"mul", "divadd", "min", "max"} if plan.vector_cell else set())
+        cell_ops = {"mul", "add", "min", "max", "sub", "exp2bits", "abs", "recip", "blendlt", "copysign"}
+        used = {"load", "store", "set1", "fma"} | (cell_ops if plan.vector_cell else set())
         if plan.ks > 1:
             used.add("add")
         ctx.update(header=header, vtype=vtype, guard=guard, flags_hint=hint,

@@ -14,15 +14,14 @@ holds the columns [i, f, g, o] of units b*W .. b*W+W-1 (see weights.py), so the 
 vectors of a unit block come out of one pass over W_hh and the cell runs on registers.
 
 Math: `libm` calls expf/tanhf (bit-for-bit what the C library gives); `approx` replaces sigmoid
-and tanh with a rational approximation in float32 (no libm, no double, vectorizable):
+and tanh with float32 code of their own (no libm, no double, vectorizable), built on one exp:
 
-    tanh(x) ~ x * P(x^2) / Q(x^2)  on [-9, 9], clamped outside (tanh(9) rounds to 1 in float32)
-    sigmoid(x) = 1/2 + tanh(x/2)/2, the same rational function with its coefficients scaled
+    e^y = 2^k p(r), k = rint(y log2 e), r = y - k ln2, p a degree-6 polynomial on [-ln2/2, ln2/2]
+    sigmoid(x) = 1 / (1 + e^-x)
+    tanh(x) = x + x^3 q(x^2) for |x| < 0.7, else sign(x) (1 - 2 / (e^{2|x|} + 1))
 
-P and Q are degree 4 in x^2 with positive coefficients (so Q >= 1 and nothing cancels). Where
-the coefficients came from is not recorded: no fitting script was committed with them, and a
-later issue re-derives them with a committed script. What is checked is the result: the max
-error vs libm is asserted by tests/test_fast_math.py and quoted in the README.
+Coefficients from tools/fit_activations.py (final_coefficients). The max error in ulps and the
+bias are asserted by tests/test_fast_math.py; NaN and infinities behave as with libm.
 """
 
 from __future__ import annotations
@@ -39,14 +38,24 @@ ISAS = ("portable", "avx2", "avx512", "neon")
 TARGETS = ("native",) + ISAS
 MATHS = ("libm", "approx")
 
-# x * P(s) / Q(s), s = x^2: P = 1 + p1 s + ... + p4 s^4, Q = 1 + q1 s + ... + q4 s^4.
-TANH_CLAMP = 9.0
-TANH_P = tuple(float.fromhex(h) for h in ("0x1p+0", "0x1.120b22p-3", "0x1.ca2c9cp-9", "0x1.59c3ap-16", "0x1.caddaep-27"))
-TANH_Q = tuple(float.fromhex(h) for h in ("0x1p+0", "0x1.de5adap-2", "0x1.a7f7fep-6", "0x1.588644p-12", "0x1.a180bcp-21"))
-# sigmoid(x) = 1/2 + tanh(x/2)/2 = 1/2 + x P'(x^2) / Q'(x^2): the same fit, scaled by powers of 2
-# (exact in binary), clamped to |x| <= 2 * TANH_CLAMP.
-SIGMOID_P = tuple(c / 4.0 ** (k + 1) for k, c in enumerate(TANH_P))
-SIGMOID_Q = tuple(c / 4.0 ** k for k, c in enumerate(TANH_Q))
+# math="approx": e^y = 2^k p(r), k = rint(y log2 e), r = y - k ln2 (Cody-Waite: k LN2_HI is exact
+# for |k| <= 256), p of degree 6 on [-ln2/2, ln2/2]; sigmoid(x) = 1 / (1 + e^-x); tanh(x) =
+# x + x^3 q(x^2) for |x| < TANH_SMALL, else sign(x) (1 - 2 / (e^{2|x|} + 1)). The coefficients
+# come from tools/fit_activations.py's final_coefficients (`python tools/fit_activations.py --final`).
+EXP_P = tuple(float.fromhex(h) for h in ("0x1p+0", "0x1p+0", "0x1.fffffap-2", "0x1.55540ap-3", "0x1.55589ap-5",
+                                         "0x1.126d0cp-7", "0x1.6ab97ap-10"))
+TANH_Q = tuple(float.fromhex(h) for h in ("-0x1.55554cp-2", "0x1.110a6p-3", "-0x1.b85d3ap-5", "0x1.5172a4p-6",
+                                          "-0x1.6d9198p-8"))
+TANH_SMALL = 0.7
+TANH_SAT = 10.0  # tanh(x) rounds to 1 in float32 for x > 9.01; the vector tanh clamps |x| there
+LOG2E = float.fromhex("0x1.715476p+0")
+LN2_HI, LN2_LO = float.fromhex("0x1.62e4p-1"), float.fromhex("0x1.7f7d1cp-20")
+# y is clamped to [EXP_LO, EXP_HI] (NaN passes): e^EXP_LO is still a normal float32; at EXP_HI,
+# k = 128 and 2^k is +inf, so sigmoid(-inf) = 1 / (1 + inf) = 0 as with expf (the vector forms
+# with a reciprocal estimate stop at EXP_HI_RCP, where 1 + e is finite: rcp(inf) * inf is NaN).
+EXP_LO, EXP_HI, EXP_HI_RCP = -87.3, 88.5, 88.0
+# y log2e + EXP_MAGIC rounds to an integer whose float32 bits end in k + 127 (1.5 * 2^23 + 127)
+EXP_MAGIC = 12582912.0 + 127.0
 
 # Vector widths each ISA offers, widest first (floats per register).
 _WIDTHS = {"portable": (), "avx2": (8, 4), "avx512": (16, 8, 4), "neon": (4,)}

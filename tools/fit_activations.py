@@ -11,13 +11,15 @@ by at most one count), against float64 truth, over a dense sweep of x (uniform o
 every decade from 1e-30 on both signs), and reports the max error in ulps of the true value, the
 mean signed error (bias) in ulps and absolute, and the share of points below the truth.
 
+    python tools/fit_activations.py --final    # kernels.py's EXP_P / TANH_Q (final_coefficients)
+
 Candidates fitted (coefficients printed as C99 hex floats):
   sigmoid_exp  1 / (1 + e^-x), e^y = 2^k p(r): k = rint(y log2 e), r = y - k ln2 (hi/lo split),
                p a degree-6 minimax (Lawson) polynomial for e^r on [-ln2/2, ln2/2]
   tanh_r66     x P(x^2) / Q(x^2), degree 6 / 6, minimax in relative error on [0, 9] (Loeb's
                linearisation + Lawson reweighting), clamped outside like today's
 
-Today's approx (kernels.TANH_P/Q, SIGMOID_P/Q) is measured first: its sigmoid comes from tanh(x/2)
+main a7d32b8's approx (its rational tanh, OLD_TANH_P/Q; sigmoid from it) is measured first: its sigmoid comes from tanh(x/2)
 and loses relative accuracy for x << 0; the sign of its bias is what compounds in c over long
 sequences of a trained model (forget gates near 1).
 """
@@ -36,6 +38,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from lstmgen import kernels  # noqa: E402
 
 F = np.float32
+# main a7d32b8's math="approx" (the rational tanh; sigmoid = 1/2 + tanh(x/2)/2), kept to measure it
+OLD_TANH_CLAMP = 9.0
+OLD_TANH_P = tuple(float.fromhex(h) for h in ("0x1p+0", "0x1.120b22p-3", "0x1.ca2c9cp-9", "0x1.59c3ap-16", "0x1.caddaep-27"))
+OLD_TANH_Q = tuple(float.fromhex(h) for h in ("0x1p+0", "0x1.de5adap-2", "0x1.a7f7fep-6", "0x1.588644p-12", "0x1.a180bcp-21"))
+TANH_SMALL = 0.7  # below it tanh is the odd polynomial; above, 1 - 2 / (e^{2|x|} + 1)
+TANH_DEG = 4
 
 
 def fma(a, b, c):
@@ -88,18 +96,19 @@ def report(name: str, x: np.ndarray, y: np.ndarray, truth: np.ndarray, odd: bool
 
 
 def current(x: np.ndarray) -> None:
-    """Today's math="approx" (scalar C spelling: mul/add, division, clamp)."""
-    tp, tq = kernels.TANH_P, kernels.TANH_Q
-    sp, sq = kernels.SIGMOID_P, kernels.SIGMOID_Q
-    xt = np.clip(x, -F(kernels.TANH_CLAMP), F(kernels.TANH_CLAMP)).astype(F)
+    """main a7d32b8's math="approx" (scalar C spelling: mul/add, division, clamp)."""
+    tp, tq = OLD_TANH_P, OLD_TANH_Q
+    sp = tuple(c / 4.0 ** (k + 1) for k, c in enumerate(tp))
+    sq = tuple(c / 4.0 ** k for k, c in enumerate(tq))
+    xt = np.clip(x, -F(OLD_TANH_CLAMP), F(OLD_TANH_CLAMP)).astype(F)
     s = (xt * xt).astype(F)
     tanh = ((xt * horner_plain(s, tp)).astype(F) / horner_plain(s, tq)).astype(F)
-    xs = np.clip(x, -F(2 * kernels.TANH_CLAMP), F(2 * kernels.TANH_CLAMP)).astype(F)
+    xs = np.clip(x, -F(2 * OLD_TANH_CLAMP), F(2 * OLD_TANH_CLAMP)).astype(F)
     s2 = (xs * xs).astype(F)
     sig = (((xs * horner_plain(s2, sp)).astype(F) / horner_plain(s2, sq)).astype(F) + F(0.5)).astype(F)
     x64 = x.astype(np.float64)
-    report("approx tanh", x, tanh, np.tanh(x64), odd=True)
-    report("approx sigmoid", x, sig, 1 / (1 + np.exp(-x64)))
+    report("old approx tanh", x, tanh, np.tanh(x64), odd=True)
+    report("old approx sigmoid", x, sig, 1 / (1 + np.exp(-x64)))
 
 
 def lawson_poly(f, a: float, b: float, deg: int, n: int = 4000, iters: int = 60) -> np.ndarray:
@@ -126,6 +135,57 @@ def exp_candidate(x: np.ndarray, coeffs: np.ndarray) -> np.ndarray:
     p = horner_fma(r, [F(c) for c in coeffs])
     e = (p * np.ldexp(F(1), k.astype(np.int32)).astype(F)).astype(F)
     return (F(1) / (F(1) + e).astype(F)).astype(F)
+
+
+def tanh_odd_poly(t: float, deg: int) -> np.ndarray:
+    """tanh(x) ~ x + x^3 q(x^2) on |x| <= t: q of degree deg, minimax relative to
+    g(s) = (tanh(x) - x) / x^3 on s in [0, t^2] (its series below s = 1e-3, where the float64
+    difference cancels)."""
+    def g(s):
+        x = np.sqrt(s)
+        series = -1 / 3 + s * (2 / 15 + s * (-17 / 315 + s * 62 / 2835))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            direct = (np.tanh(x) - x) / (x * s)
+        return np.where(s < 1e-3, series, direct)
+    return lawson_poly(g, 0.0, t * t, deg)
+
+
+def tanh_exp_candidate(x: np.ndarray, q, p, t: float) -> np.ndarray:
+    """tanh as the generated C spells it: |x| < t: x + x^3 q(x^2) (FMA Horner); otherwise
+    sign(x) (1 - 2 / (e^{2|x|} + 1)), e^y as in exp_candidate, 2|x| clamped to 20."""
+    ax = np.abs(x)
+    s = (x * x).astype(F)
+    small = fma((x * s).astype(F), horner_fma(s, [F(c) for c in q]), x)
+    y = np.minimum(F(20), (ax + ax).astype(F)).astype(F)
+    e = exp32(y, p)
+    big = (F(1) - (F(2) / (e + F(1)).astype(F)).astype(F)).astype(F)
+    return np.where(ax < F(t), small, np.copysign(big, x)).astype(F)
+
+
+def exp32(y: np.ndarray, coeffs) -> np.ndarray:
+    """e^y for y in [-87.3, 88.5] as the generated C computes it: 2^k p(r), k = rint(y log2 e)."""
+    k = np.rint((y * F(1 / math.log(2))).astype(F)).astype(F)
+    ln2_hi, ln2_lo = F(0.693145751953125), F(math.log(2) - 0.693145751953125)
+    r = fma(-k, np.full_like(k, ln2_hi), y)
+    r = fma(-k, np.full_like(k, ln2_lo), r)
+    p = horner_fma(r, [F(c) for c in coeffs])
+    with np.errstate(over="ignore"):
+        return (p * np.ldexp(F(1), k.astype(np.int32)).astype(F)).astype(F)
+
+
+def final_coefficients(x: np.ndarray | None = None, t: float = TANH_SMALL, deg_q: int = TANH_DEG) -> dict:
+    """The float32 coefficients kernels.py carries (EXP_P, TANH_Q, TANH_SMALL), printed as C99
+    hex floats, and (given a sweep x) the error of the forms built from them."""
+    ln2 = math.log(2)
+    p = [float(F(c)) for c in lawson_poly(np.exp, -ln2 / 2, ln2 / 2, 6)]
+    q = [float(F(c)) for c in tanh_odd_poly(t, deg_q)]
+    print(f"EXP_P = {hexes(p)}  # e^r on [-ln2/2, ln2/2], degree 6")
+    print(f"TANH_Q = {hexes(q)}  # tanh(x) = x + x^3 q(x^2) on |x| < {t}")
+    if x is not None:
+        x64 = x.astype(np.float64)
+        report("final sigmoid", x, exp_candidate(x, p), 1 / (1 + np.exp(-x64)))
+        report("final tanh", x, tanh_exp_candidate(x, q, p, t), np.tanh(x64), odd=True)
+    return dict(p=p, q=q, t=t)
 
 
 def fit_tanh_rational(m: int, n: int, X: float = 9.0, pts: int = 6000, iters: int = 40) -> tuple[np.ndarray, np.ndarray]:
@@ -162,13 +222,13 @@ def hexes(cs) -> str:
     return ", ".join(float(F(c)).hex() for c in cs)
 
 
-def generated_c(x: np.ndarray) -> None:
+def generated_c(x: np.ndarray, isa: str | None = None) -> None:
     """The real generated C (codegen.math_probe_sources) on this host: approx scalar, approx
     vector (this host's ISA) and libm's tanhf / 1 / (1 + expf(-x))."""
     from lstmgen import build
     from lstmgen.codegen import math_probe_sources
 
-    isa = kernels.native_isa()
+    isa = isa or kernels.native_isa()
     module = build.build(math_probe_sources(isa, prefix="fitprobe"), target=isa)
     fn = module.lib.fitprobe_probe
     pad = (-x.size) % 16
@@ -188,12 +248,17 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--points", type=int, default=2_000_000, help="points of the sweep (default 2e6)")
     ap.add_argument("--no-c", action="store_true", help="skip measuring the generated C (needs a C compiler)")
+    ap.add_argument("--isa", default=None, help="vector ISA of the generated C to measure (default: this host's)")
+    ap.add_argument("--final", action="store_true", help="only print kernels.py's coefficients and their error")
     args = ap.parse_args(argv)
     x = sweep(args.points)
+    if args.final:
+        final_coefficients(x)
+        return 0
     x64 = x.astype(np.float64)
     print(f"{x.size} points; errors in ulps of the float64 truth rounded to float32\n")
     if not args.no_c:
-        generated_c(x)
+        generated_c(x, args.isa)
         print()
     current(x)
     print()
