@@ -142,21 +142,18 @@ class Model:
         self._keep = []
         cells, linears = split_packed(packed)
         for k, lin in enumerate(linears):  # the head's Linears, in head order
-            lw = self._weights.head[k]
-            for field in HEAD_FIELD_NAMES:
-                arr = getattr(lin, field)
-                if arr is not None:
-                    buf = self._ffi.from_buffer("float[]", arr)
-                    self._keep.append(buf)
-                    setattr(lw, field, buf)
+            self._point(self._weights.head[k], lin, HEAD_FIELD_NAMES)
         for i, cell in enumerate(cells):
-            cw = self._weights.cell[i]
-            for field in FIELD_NAMES:
-                arr = getattr(cell, field)
-                if arr is not None:
-                    buf = self._ffi.from_buffer("float[]", arr)
-                    self._keep.append(buf)
-                    setattr(cw, field, buf)
+            self._point(self._weights.cell[i], cell, FIELD_NAMES)
+
+    def _point(self, struct: Any, arrays: Any, fields: Sequence[str]) -> None:
+        """Point the C struct's fields at the arrays of the same names (None stays NULL)."""
+        for field in fields:
+            arr = getattr(arrays, field)
+            if arr is not None:
+                buf = self._ffi.from_buffer("float[]", arr)
+                self._keep.append(buf)  # keeps the buffer alive while C holds the pointer
+                setattr(struct, field, buf)
 
     # ---- pickling, copying, repr ---------------------------------------------------------------
 

@@ -38,6 +38,22 @@ def need_tool(name: str) -> str:
     return path
 
 
+@pytest.fixture(scope="module")
+def ort():
+    """onnxruntime (with onnx), for the ONNX tests."""
+    need_module("onnx")
+    return need_module("onnxruntime")
+
+
+def run_ort(ort, model, feeds):
+    """Run an onnx ModelProto on onnxruntime's CPU provider, one thread: {output name: array}."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
+
+
 def pytest_terminal_summary(terminalreporter):
     """One line at the end: how many tests were skipped, grouped by why."""
     skipped = terminalreporter.stats.get("skipped", [])

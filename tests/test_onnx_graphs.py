@@ -17,27 +17,13 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import need_module
+from conftest import need_module, run_ort
 
 import lstmgen
 from lstmgen.reference import lstm_forward
 
 ATOL = 1e-5
 I, H, T, B = 3, 4, 5, 2  # noqa: E741 - input, hidden, time, batch sizes
-
-
-@pytest.fixture(scope="module")
-def ort():
-    need_module("onnx")
-    return need_module("onnxruntime")
-
-
-def run_ort(ort, model, feeds):
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
 
 
 def run_import(imp, feeds, compiled=True):

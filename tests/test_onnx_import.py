@@ -16,7 +16,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import need_module
+from conftest import need_module, run_ort
 
 import lstmgen
 from lstmgen.onnx import USES_ALPHA, USES_BETA, import_onnx
@@ -25,20 +25,6 @@ from lstmgen.reference import lstm_forward
 ATOL = 1e-5
 MAX_ERR: dict[str, float] = {}  # case -> max abs error vs onnxruntime (printed by test_report_max_error)
 I, H, T, B = 3, 4, 5, 3  # noqa: E741 - input, hidden, time, batch sizes
-
-
-@pytest.fixture(scope="module")
-def ort():
-    need_module("onnx")
-    return need_module("onnxruntime")
-
-
-def run_ort(ort, model, feeds):
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
 
 
 def compare(case, got: dict, want: dict) -> float:
