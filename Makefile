@@ -19,7 +19,7 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/lstmgen demo --out demo_out
 
-# The optional Python extras the suite exercises (torch's CPU wheel, onnx, onnxruntime, dask):
+# The optional Python extras the suite exercises (torch CPU wheel, onnx, onnxruntime, dask, atheris, expecttest):
 # installed into the venv once, so `make test` runs every test a fresh machine can run.
 $(EXTRAS): $(STAMP)
 	$(VPY) -m pip install -q -e ".[test,extras]"
