@@ -34,7 +34,7 @@ __all__ = ["as_spec", "compile", "from_torch", "generate", "generate_sources", "
 
 
 def make_schedule(time_loop: str = "looped", seq_len: int | None = None, chunk: int = 0,
-                  target: str = "portable", math: str = "libm") -> Schedule:
+                  target: str = "portable", math: str = "approx") -> Schedule:
     """A Schedule; target 'native' is resolved here to this host's vector ISA (kernels.py)."""
     return Schedule(time_loop=time_loop, seq_len=seq_len, chunk=chunk,  # type: ignore[arg-type]
                     target=kernels.resolve_target(target), math=kernels.check_math(math))
@@ -127,7 +127,7 @@ def rebuild_artifact(spec: LSTMSpec, schedule: Schedule, plan: Mapping[str, Any]
 
 def generate_sources(spec: Any, weights: Mapping[str, Any] | None = None, *, prefix: str = "lstm",
                      time_loop: str = "looped", seq_len: int | None = None, chunk: int = 0,
-                     target: str = "portable", math: str = "libm", allow_nonfinite: bool = False,
+                     target: str = "portable", math: str = "approx", allow_nonfinite: bool = False,
                      plan: Mapping[str, Any] | None = None) -> Sources:
     """The C of `generate` as {filename: text}, without writing it."""
     spec = as_spec(spec)
@@ -137,21 +137,21 @@ def generate_sources(spec: Any, weights: Mapping[str, Any] | None = None, *, pre
 
 
 def schedule_for(spec: Any, *, time_loop: str = "looped", seq_len: int | None = None, chunk: int = 0,
-                 target: str = "portable", math: str = "libm", plan: Mapping[str, Any] | None = None) -> ScheduledProgram:
+                 target: str = "portable", math: str = "approx", plan: Mapping[str, Any] | None = None) -> ScheduledProgram:
     """The ScheduledProgram compile/generate would render (what `lstmgen inspect` prints)."""
     return build_program(as_spec(spec), make_schedule(time_loop, seq_len, chunk, target, math), plan=plan)
 
 
 def generate(spec: Any, weights: Mapping[str, Any] | None, out_dir: str | os.PathLike[str], *,
              prefix: str = "lstm", time_loop: str = "looped", seq_len: int | None = None,
-             chunk: int = 0, target: str = "portable", math: str = "libm",
+             chunk: int = 0, target: str = "portable", math: str = "approx",
              allow_nonfinite: bool = False, plan: Mapping[str, Any] | None = None, force: bool = False) -> list[str]:
     """Write standalone C for the spec into out_dir: <prefix>.h, <prefix>.c and, when weights are
     given, <prefix>_weights.c with them as static const arrays. Returns the paths written.
 
     target 'portable' (default) is plain C99 for any compiler; 'avx2', 'avx512', 'neon' or
     'native' (this machine's) emit intrinsics that need the matching compiler flags (the .c
-    says which). math 'libm' (default) or 'approx' (no libm calls for the torch cell).
+    says which). math 'approx' (default: libm-free sigmoid/tanh, as accurate as libm's) or 'libm'.
     Existing files are replaced only when lstmgen wrote them (force=True: any regular file);
     symlinks are never written through (output.write_files)."""
     sources = generate_sources(spec, weights, prefix=prefix, time_loop=time_loop, seq_len=seq_len,

@@ -309,8 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     g.add_argument("--no-selftest", action="store_true", help="with --embedded: leave out <prefix>_selftest.c")
     g.add_argument("--target", choices=["portable", "avx2", "avx512", "neon", "native"], default="portable",
                    help="kernels: plain C99 (default) or vector intrinsics for an ISA ('native': this machine's)")
-    g.add_argument("--math", choices=["libm", "approx"], default="libm",
-                   help="sigmoid/tanh: libm's expf/tanhf (default) or libm-free float32 approximations")
+    g.add_argument("--math", choices=["libm", "approx"], default="approx",
+                   help="sigmoid/tanh: libm-free float32 forms within 2.5 ulp (default, as compile()) or libm's expf/tanhf")
     g.add_argument("--tolerance", type=float, default=None, help="with --embedded: the self-test's absolute tolerance (default 1e-5)")
     _schedule_args(g)
     g.set_defaults(fn=cmd_generate)
@@ -322,8 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("--cpu", action="append", choices=["cortex-m4", "cortex-m0plus"],
                    help="core(s) to cross-compile for (default: both); repeatable")
     r.add_argument("--no-measure", action="store_true", help="do not cross-compile (code bytes and stack not shown)")
-    r.add_argument("--math", choices=["libm", "approx"], default="libm",
-                   help="sigmoid/tanh: libm's expf/tanhf (default) or libm-free float32 approximations")
+    r.add_argument("--math", choices=["libm", "approx"], default="approx",
+                   help="sigmoid/tanh: libm-free float32 forms within 2.5 ulp (default) or libm's expf/tanhf")
     _schedule_args(r)
     r.set_defaults(fn=cmd_report)
 

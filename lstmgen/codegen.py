@@ -395,7 +395,7 @@ _GUARDS = {
 # 12-bit rcp, whose single step leaves 3.2 ulp and a -0.35 ulp bias in sigmoid) or "div" (the
 # divider). Measured on Zen 5 (bench.py --quick): AVX-512 division is as fast as rcp14 + one
 # step, equally accurate, and gives sigmoid(-inf) = 0 where rcp14 gives 6e-39. NEON divides.
-X86_RECIP = {"avx512": "div", "avx2": "newton"}
+X86_RECIP = {"avx512": "div", "avx2": "div"}
 
 
 def _vector_ops(isa: str, vw: int) -> tuple[str, str, list[tuple[str, str, str, str]]]:
@@ -405,7 +405,7 @@ def _vector_ops(isa: str, vw: int) -> tuple[str, str, list[tuple[str, str, str, 
         header, vtype = "arm_neon.h", "float32x4_t"
         spell = dict(load="vld1q_f32(a)", store="vst1q_f32(a, v)", set1="vdupq_n_f32(x)", fma="vfmaq_f32(c, a, b)",
                      mul="vmulq_f32(a, b)", add="vaddq_f32(a, b)", min="vminq_f32(a, b)", max="vmaxq_f32(a, b)",
-                     recip="vdivq_f32(vdupq_n_f32(1.0f), b)", abs="vabsq_f32(a)", sub="vsubq_f32(a, b)",
+                     recip="vdivq_f32(vdupq_n_f32(1.0f), b)", div="return vdivq_f32(a, b)", abs="vabsq_f32(a)", sub="vsubq_f32(a, b)",
                      exp2bits="vreinterpretq_f32_s32(vshlq_n_s32(vreinterpretq_s32_f32(a), 23))",
                      blendlt="vbslq_f32(vcltq_f32(a, b), t, f)", copysign="vbslq_f32(vdupq_n_u32(0x80000000u), b, a)")
     else:
@@ -416,9 +416,12 @@ def _vector_ops(isa: str, vw: int) -> tuple[str, str, list[tuple[str, str, str, 
         if X86_RECIP[isa] == "newton":
             rcp = f"{pre}_rcp14_ps(b)" if isa == "avx512" else f"{pre}_rcp_ps(b)"
             step = f"r = {pre}_fmadd_ps(r, {pre}_fnmadd_ps(b, r, {pre}_set1_ps(1.0f)), r)"
-            recip = f"{vtype} r = {rcp};\n    " + ("" if isa == "avx512" else f"{step};\n    ") + f"return {step}"
+            refine = f"{vtype} r = {rcp};\n    " + ("" if isa == "avx512" else f"{step};\n    ")
+            recip = refine + f"return {step}"
+            div = refine + f"{step};\n    return {pre}_mul_ps(a, r)"
         else:
             recip = f"return {pre}_div_ps({pre}_set1_ps(1.0f), b)"
+            div = f"return {pre}_div_ps(a, b)"
         if vw == 16:
             blend = f"{pre}_mask_blend_ps({pre}_cmp_ps_mask(a, b, _CMP_LT_OQ), f, t)"
             absv = f"{pre}_abs_ps(a)"
@@ -432,7 +435,7 @@ def _vector_ops(isa: str, vw: int) -> tuple[str, str, list[tuple[str, str, str, 
             csign = f"{pre}_or_ps(a, {pre}_and_ps(b, {pre}_set1_ps(-0.0f)))"
         spell = dict(load=f"{pre}_loadu_ps(a)", store=f"{pre}_storeu_ps(a, v)", set1=f"{pre}_set1_ps(x)",
                      fma=f"{pre}_fmadd_ps(a, b, c)", mul=f"{pre}_mul_ps(a, b)", add=f"{pre}_add_ps(a, b)",
-                     min=f"{pre}_min_ps(a, b)", max=f"{pre}_max_ps(a, b)", recip=recip, abs=absv, exp2bits=si, sub=f"{pre}_sub_ps(a, b)",
+                     min=f"{pre}_min_ps(a, b)", max=f"{pre}_max_ps(a, b)", recip=recip, div=div, abs=absv, exp2bits=si, sub=f"{pre}_sub_ps(a, b)",
                      blendlt=blend, copysign=csign)
     one, two = f"{V} a", f"{V} a, {V} b"
     ops = [
@@ -446,6 +449,7 @@ def _vector_ops(isa: str, vw: int) -> tuple[str, str, list[tuple[str, str, str, 
         ("exp2bits", V, one, "return " + spell["exp2bits"]),
         ("abs", V, one, "return " + spell["abs"]),
         ("recip", V, f"{V} b", ("" if spell["recip"].startswith((vtype, "return")) else "return ") + spell["recip"]),
+        ("div", V, two, spell["div"]),  # a / b
         # lanes where a < b (false for NaN) take t, the others f
         ("blendlt", V, f"{V} a, {V} b, {V} t, {V} f", "return " + spell["blendlt"]),
         # a (non-negative or NaN) with b's sign bit
@@ -480,10 +484,14 @@ def _tile(kind: str, name: str, rows: int, nb: int, bw: int, ks: int, P: str, ep
     r = range(rows)
     spell = {
         "project": dict(decls=[f"const float *restrict a{i} = a[{i}];" for i in r], src=[f"a{i}" for i in r],
-                        init=[f"init + {i} * init_rs" for i in r], dst=[f"dst[{i}]" for i in r], ldw=f"{P}_G4"),
+                        init=[f"init + {i} * init_rs" for i in r], post=["post"] * rows, post_guard="post != NULL",
+                        post_intro="if (post != NULL) { /* the bias, after the last chunk of the sum */",
+                        dst=[f"dst[{i}]" for i in r], ldw=f"{P}_G4"),
         "step": dict(decls=[f"const float *h{i} = h[{i}]; /* may be the row hn[r] points into (written after the last read) */"
-                            for i in r], src=[f"h{i}" for i in r], init=[f"g[{i}]" for i in r], dst=[], ldw=f"{P}_G4"),
-        "matvec": dict(decls=[], src=["x"], init=[], dst=["y"], ldw="N"),
+                            for i in r], src=[f"h{i}" for i in r], init=[], post=[f"g[{i}]" for i in r], post_guard=None,
+                     post_intro="/* then the input part: the sum over h ran from zero, so its rounding stays small */",
+                     dst=[], ldw=f"{P}_G4"),
+        "matvec": dict(decls=[], src=["x"], init=[], post=[], post_guard=None, post_intro="", dst=["y"], ldw="N"),
     }[kind]
     return dict(spell, kind=kind, name=name, rows=rows, nb=nb, bw=bw, ks=ks, acc=_partials(ks), red=_pairwise(ks),
                 epilogue=epilogue)
@@ -499,8 +507,8 @@ def _exp_args(c: float, lo: float | None, hi: float, vector: bool) -> dict:
     # is not 1) k <= 26 and the reduction's error k (ln2 - float(ln2)) / 2 < 3e-8 reaches tanh
     # scaled by 2 / e^{2|x|} (< 0.03 ulp), a step off the cell's critical path
     one_step = vector and c > 0
-    if one_step:  # and |x| <= TANH_SAT, where tanh is 1 already: 2^k stays finite (k <= 29)
-        lo, hi = None, 2.0 * kernels.TANH_SAT
+    if one_step:  # and |x| <= TANH_CLAMP_VEC: 2^k stays small (k <= 25)
+        lo, hi = None, 2.0 * kernels.TANH_CLAMP_VEC
     bounds = sorted(v / c for v in (lo, hi) if v is not None)
     if lo is None:  # c x <= hi only
         x_lo, x_hi = None, hi / c
@@ -515,15 +523,15 @@ def _exp_args(c: float, lo: float | None, hi: float, vector: bool) -> dict:
 def _activations(p: str, isa: str, vector: bool) -> list[dict]:
     """math="approx"'s sigmoid and tanh (kernels.py) for kernels.j2's `activation`, scalar and
     (vector) vector forms; `when` names the kernel_context flag that asks for the function."""
-    hi = kernels.EXP_HI_RCP if vector and X86_RECIP.get(isa) == "newton" else kernels.EXP_HI
     out = []
     for vec in (False, True) if vector else (False,):
-        h = hi if vec else kernels.EXP_HI
+        h = kernels.EXP_HI_VEC if vec else kernels.EXP_HI  # the vector forms keep 2^k finite (k <= 127)
         out += [dict(when="vector_cell" if vec else "scalar_sigmoid", fn="sigmoid", vector=vec, pre=p,
                      name=f"{p}_v" * vec + f"{p}_" * (not vec) + "sigmoid", e=_exp_args(-1.0, kernels.EXP_LO, h, vec)),
                 dict(when="vector_cell" if vec else "scalar_tanh", fn="tanh", vector=vec, pre=p,
                      name=f"{p}_v" * vec + f"{p}_" * (not vec) + "tanh", e=_exp_args(2.0, None, h, vec),
-                     q=[c_float(v) for v in kernels.TANH_Q], small=c_float(kernels.TANH_SMALL))]
+                     q=[c_float(v) for v in kernels.TANH_Q], small=c_float(kernels.TANH_SMALL),
+                     one=c_float(float(np.nextafter(np.float32(kernels.TANH_ONE), np.float32(0)))))]
     return out
 
 
@@ -567,10 +575,9 @@ def kernel_context(program: ScheduledProgram, p: str) -> dict:
         )
         header, vtype, ops = _vector_ops(plan.isa, plan.vw)
         guard, hint = _GUARDS[plan.isa]
-        cell_ops = {"mul", "add", "min", "max", "sub", "exp2bits", "abs", "recip", "blendlt", "copysign"}
-        used = {"load", "store", "set1", "fma"} | (cell_ops if plan.vector_cell else set())
-        if plan.ks > 1:
-            used.add("add")
+        cell_ops = {"mul", "add", "min", "max", "sub", "exp2bits", "abs", "recip", "div", "blendlt", "copysign"}
+        # add: the tiles add their initial values (bias, input-part gates) after the sum
+        used = {"load", "store", "set1", "fma", "add"} | (cell_ops if plan.vector_cell else set())
         ctx.update(header=header, vtype=vtype, guard=guard, flags_hint=hint,
                    ops=[(n, r.format(p=p), a.format(p=p), b) for n, r, a, b in ops if n in used])
     return ctx

@@ -52,9 +52,7 @@ class Schedule:
             s += f" max_batch={self.max_batch}"
         if self.target != "portable":
             s += f" target={self.target}"
-        if self.math != "libm":
-            s += f" math={self.math}"
-        return s
+        return s + f" math={self.math}"
 
 
 def check_schedule(spec: LSTMSpec, schedule: Schedule) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import __version__
 from ..codegen import _env, check_prefix, render
+from ..kernels import MATH_NOTES
 from ..output import write_files
 from ..weights import split_packed
 from .footprint import check_static_size, footprint, static_context
@@ -25,11 +26,11 @@ from .selftest import DEFAULT_TOLERANCE, check_selftest_size, selftest_context
 
 def embedded_sources(spec: Any, weights: Mapping[str, Any], *, prefix: str = "lstm", max_batch: int = 1,
                      seq_len: int | None = None, chunk: int | None = None, time_loop: str = "looped",
-                     math: str = "libm", selftest: bool = True, tolerance: float | None = None,
+                     math: str = "approx", selftest: bool = True, tolerance: float | None = None,
                      allow_nonfinite: bool = False) -> dict[str, str]:
     """{filename: text} of the embedded folder (see the package docstring).
 
-    math: 'libm' (expf/tanhf) or 'approx' (libm-free float32 sigmoid/tanh, kernels.py).
+    math: 'approx' (default: libm-free float32 sigmoid/tanh, kernels.py) or 'libm' (expf/tanhf).
     tolerance: the self-test's absolute tolerance (default DEFAULT_TOLERANCE)."""
     from ..spec import as_spec
 
@@ -60,10 +61,12 @@ def embedded_sources(spec: Any, weights: Mapping[str, Any], *, prefix: str = "ls
         # (NaN/Inf weights, kept with allow_nonfinite, have no meaningful golden: no self-test then)
         check_selftest_size(fp)
         st = selftest_context(spec, weights, fp, p, float(tolerance))
-        files[f"{p}_selftest.c"] = env.get_template("selftest.c.j2").render(ctx, **st)
+        files[f"{p}_selftest.c"] = env.get_template("selftest.c.j2").render(
+            ctx, **st, math=program.schedule.math, math_note=MATH_NOTES[program.schedule.math])
     files["Makefile"] = env.get_template("Makefile.j2").render(ctx, summary=spec.summary())
     files["README.md"] = env.get_template("folder_readme.md.j2").render(
         ctx, spec=spec, fp=fp, schedule=str(program.schedule), math=program.schedule.math,
+        math_note=MATH_NOTES[program.schedule.math],
         selftest=f"{p}_selftest.c" in files,
         tolerance=f"{tolerance:g}", footprint=fp.lines("run `make size` (see below)"))
     return files

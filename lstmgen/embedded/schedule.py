@@ -22,7 +22,7 @@ DEFAULT_CHUNK = 4
 
 
 def embedded_schedule(spec: LSTMSpec, *, max_batch: int = 1, seq_len: int | None = None, chunk: int | None = None,
-                      time_loop: str = "looped", math: str = "libm") -> Schedule:
+                      time_loop: str = "looped", math: str = "approx") -> Schedule:
     """The schedule of a static build. Unidirectional models default to the chunked schedule
     (workspace independent of T); bidirectional ones need a fixed maximum sequence length."""
     if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
@@ -41,7 +41,7 @@ def embedded_schedule(spec: LSTMSpec, *, max_batch: int = 1, seq_len: int | None
 
 
 def embedded_program(spec: LSTMSpec, *, max_batch: int = 1, seq_len: int | None = None, chunk: int | None = None,
-                     time_loop: str = "looped", math: str = "libm") -> ScheduledProgram:
+                     time_loop: str = "looped", math: str = "approx") -> ScheduledProgram:
     """The lowered ScheduledProgram of a static build (see embedded_schedule for the options)."""
     return build_program(spec, embedded_schedule(spec, max_batch=max_batch, seq_len=seq_len, chunk=chunk,
                                                  time_loop=time_loop, math=math))

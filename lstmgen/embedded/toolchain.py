@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..abi import WARN_FLAGS, entry_points
+from ..kernels import MATH_NOTES
 from ..build import BuildError
 from ..codegen import check_prefix
 from ..weights import check_weights, random_weights
@@ -148,7 +149,7 @@ def _stack_depths(graph: tuple[dict[str, int | None], dict[str, set[str]]], pref
 
 
 def report(spec: Any, weights: Mapping[str, Any] | None = None, *, prefix: str = "lstm", max_batch: int = 1,
-           seq_len: int | None = None, chunk: int | None = None, time_loop: str = "looped", math: str = "libm",
+           seq_len: int | None = None, chunk: int | None = None, time_loop: str = "looped", math: str = "approx",
            cpus: tuple[str, ...] = ("cortex-m4", "cortex-m0plus"), measure_code: bool = True) -> str:
     """The footprint as text: exact sizes, plus code bytes and stack per CPU when the cross
     compiler is installed (random weights stand in when none are given: sizes do not depend on values)."""
@@ -175,6 +176,7 @@ def report(spec: Any, weights: Mapping[str, Any] | None = None, *, prefix: str =
     lines = [f"lstmgen report: {spec.summary()}; {program.schedule}"]
     code = note or ", ".join(f"{m.code_bytes(prefix)} bytes ({m.cpu})" for m in measured)
     lines += ["  " + line for line in fp.lines(code)]
+    lines.append(f"  math              {program.schedule.math}: {MATH_NOTES[program.schedule.math]}")
     for m in measured:
         text, data, bss = (sum(s[i] for s in m.sizes.values()) for i in range(3))
         worst = max(m.stack.values(), default=0)
