@@ -553,7 +553,7 @@ def kernel_context(program: ScheduledProgram, p: str) -> dict:
         text=str(plan),
         vector_cell=plan.vector_cell,
         scalar_cell=scalar_cell,
-        scalar_tanh=approx and scalar_cell and bool(acts & {"Sigmoid", "Tanh", "ScaledTanh"}),
+        scalar_tanh=approx and scalar_cell and bool(acts & {"Tanh", "ScaledTanh"}),
         scalar_sigmoid=approx and scalar_cell and "Sigmoid" in acts,
         activations=_activations(p, plan.isa, plan.vector),
         mrs=plan.mrs,
@@ -575,7 +575,7 @@ def kernel_context(program: ScheduledProgram, p: str) -> dict:
         )
         header, vtype, ops = _vector_ops(plan.isa, plan.vw)
         guard, hint = _GUARDS[plan.isa]
-        cell_ops = {"mul", "add", "min", "max", "sub", "exp2bits", "abs", "recip", "div", "blendlt", "copysign"}
+        cell_ops = {"mul", "add", "min", "max", "sub", "exp2bits", "abs", "div", "blendlt", "copysign"}
         # add: the tiles add their initial values (bias, input-part gates) after the sum
         used = {"load", "store", "set1", "fma", "add"} | (cell_ops if plan.vector_cell else set())
         ctx.update(header=header, vtype=vtype, guard=guard, flags_hint=hint,
