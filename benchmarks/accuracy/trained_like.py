@@ -1,7 +1,10 @@
 """Accuracy on long sequences of trained-like models: lstmgen's float32 error against float64,
 next to torch float32's own error on the same weights and inputs (issue 11's measurement).
 
-    python benchmarks/accuracy.py [--quick] [--T 1000,10000] [--json out.json]
+    python benchmarks/accuracy/trained_like.py [--quick] [--T 1000,10000] [--json out.json]
+
+(benchmarks/accuracy.py runs this script too.) The corpus of trained and adversarial models is
+benchmarks/accuracy/run.py (make accuracy); it keeps these models as its "trained-like" section.
 
 Random weights and short sequences hide the failure that matters: trained LSTMs keep memory
 (forget gates near 1), so a small bias in sigmoid compounds in c over hundreds of steps. The
@@ -28,7 +31,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 
 import lstmgen  # noqa: E402
 
