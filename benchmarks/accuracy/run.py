@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import platform
+import statistics
 import sys
 import time
 import warnings
@@ -197,9 +198,14 @@ def run(names, Ts=TS, Bs=BS, peers=PEERS, log=sys.stderr) -> list[dict]:
                 x = entry.inputs(T, B)
                 ref = run_torch(t64, x, np.float64)
                 stats, mine = trace(spec, w, x)
+                sensitivity = max(errors(run_torch(shaken, x, np.float64), ref).values())
+                # the trace is the same LSTM: it agrees with torch float64 to float64 rounding, as
+                # amplified by the network (a chaotic one amplifies 1e-16 to O(1) over 10^4 steps)
                 check = max(errors(mine, ref).values())
-                if check > 1e-8 * max(1.0, stats["max_abs_c"]):
-                    raise RuntimeError(f"{name}: the float64 trace differs from torch float64 by {check:.3g}")
+                scale = max(1.0, stats["max_abs_c"])
+                if check > 1e-8 * scale and sensitivity < 1e-3 * scale:
+                    raise RuntimeError(f"{name} T={T} B={B}: the float64 trace differs from torch float64 by {check:.3g} "
+                                       f"(sensitivity {sensitivity:.3g})")
                 parts = {}
                 for peer in peers:
                     if peer in compiled:
@@ -209,8 +215,8 @@ def run(names, Ts=TS, Bs=BS, peers=PEERS, log=sys.stderr) -> list[dict]:
                     elif peer == "onnxruntime" and sess is not None:
                         parts[peer] = errors(run_onnx(sess, x), ref)
                 err = {p: max(v.values()) for p, v in parts.items()}
-                sensitivity = max(errors(run_torch(shaken, x, np.float64), ref).values())
-                row = dict(model=name, section=entry.section, T=T, B=B, **stats, sensitivity=sensitivity, err=err, err_parts=parts,
+                row = dict(model=name, section=entry.section, T=T, B=B, **stats, sensitivity=sensitivity, trace_vs_f64=check,
+                           err=err, err_parts=parts,
                            seconds=round(time.perf_counter() - t1, 3))
                 rows.append(row)
                 if log is not None:
@@ -236,8 +242,11 @@ def table(rows: list[dict]) -> str:
         e = r["err"]
         cells = [r["section"], r["model"], str(r["T"]), str(r["B"]), f"{r['max_abs_c']:.3g}",
                  *(f"{e[p]:.2e}" if p in e else "n/a" for p in peers), *(f"{ratio(r, p):.2f}" for p in mine),
-                 f"{r['sensitivity']:.1e}"]
+                 f"{r['sensitivity']:.1e}" + (" *" if r["sensitivity"] >= e["torch_f32"] else "")]
         out.append("| " + " | ".join(cells) + " |")
+    if any(r["sensitivity"] >= r["err"]["torch_f32"] for r in rows):
+        out.append("\n\\* float64 itself moves by at least torch f32's error when the weights move by half an ulp: the network "
+                   "amplifies any rounding, so the peers' ratios in that run are draws, not a ranking.")
     return "\n".join(out)
 
 
@@ -265,20 +274,43 @@ def summary(rows: list[dict]) -> str:
                     f"({mwithin}/{len(byp)} models in every run)")
             if p != "torch_f32":
                 text += (f"; error <= torch f32's in {ok}/{len(have)} runs ({mok}/{len(byp)} models in every run); "
-                         f"ratio to torch f32 median {rs[len(rs) // 2]:.2f}, max {rs[-1]:.2f}")
+                         f"ratio to torch f32 median {statistics.median(rs):.2f}, max {rs[-1]:.2f}")
             lines.append(text)
+        noisy = [r for r in sel if r["sensitivity"] >= r["err"]["torch_f32"]]
+        rest = [r for r in sel if r not in noisy]
+        text = (f"- runs whose float64 result moves by at least torch f32's error when the weights move by half an ulp "
+                f"(rounding amplified by the network; a peer's ratio there is a draw): {len(noisy)}/{len(sel)}")
+        if rest:
+            text += "; in the other runs error <= torch f32's: " + ", ".join(
+                f"{LABELS[p]} {sum(ratio(r, p) <= 1.0 for r in rest if p in r['err'])}/{sum(p in r['err'] for r in rest)}"
+                for p in peers if p != "torch_f32")
+        lines.append(text)
     return "\n".join(lines)
 
 
 def model_table(rows: list[dict]) -> str:
-    out = ["| model | about | max abs c (over T, B) | saturated gate inputs (abs > 4) | mean forget gate |",
-           "|---|---|---:|---:|---:|"]
+    """One line per model: its statistics, each peer's worst error over its runs, and how the
+    lstmgen columns compare with torch float32 run by run."""
+    peers = [p for p in PEERS if any(p in r["err"] for r in rows)]
+    mine = [p for p in peers if p.startswith("lstmgen")]
+    short = {"lstmgen_default": "default", "lstmgen_libm": "libm", "torch_f32": "torch f32", "onnxruntime": "onnxruntime"}
+    head = ["model", "about", "max abs c", "saturated gate inputs (abs > 4)", "mean forget gate",
+            *(f"max error {short[p]}" for p in peers),
+            *(f"{short[p]}: runs <= torch f32, ratio median / max" for p in mine)]
+    out = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
     for m in dict.fromkeys(r["model"] for r in rows):
         sel = [r for r in rows if r["model"] == m]
         n = sum(r["T"] * r["B"] for r in sel)
         sat = sum(r["saturated"] * r["T"] * r["B"] for r in sel) / n
         f = sum(r["mean_f"] * r["T"] * r["B"] for r in sel) / n
-        out.append(f"| {m} | {corpus.ENTRIES[m].about} | {max(r['max_abs_c'] for r in sel):.3g} | {100 * sat:.1f}% | {f:.3f} |")
+        cells = [m, corpus.ENTRIES[m].about, f"{max(r['max_abs_c'] for r in sel):.3g}", f"{100 * sat:.1f}%", f"{f:.3f}"]
+        for p in peers:
+            have = [r["err"][p] for r in sel if p in r["err"]]
+            cells.append(f"{max(have):.2e}" if have else "n/a")
+        for p in mine:
+            rs = sorted(ratio(r, p) for r in sel)
+            cells.append(f"{sum(x <= 1.0 for x in rs)}/{len(rs)}, {statistics.median(rs):.2f} / {rs[-1]:.2f}")
+        out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
 
 
