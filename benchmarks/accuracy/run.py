@@ -317,6 +317,7 @@ def model_table(rows: list[dict]) -> str:
 def info() -> dict:
     torch = _torch()
     d = dict(cpu=cpu_name(), isa=lstmgen.kernels.native_isa(), default_math=DEFAULT_MATH, torch=torch.__version__,
+             torch_onednn=bool(torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled),
              numpy=np.__version__, python=platform.python_version())
     try:
         import onnxruntime
@@ -358,7 +359,9 @@ def main(argv=None) -> int:
     cmd = "python benchmarks/accuracy/run.py" + ("" if argv is None and len(sys.argv) == 1 else " " + " ".join(sys.argv[1:] if argv is None else argv))
     print(f"`{cmd}`: {len(names)} models, T in {Ts}, B in {Bs}, {elapsed:.0f} s. CPU: {inf['cpu']} (lstmgen native ISA "
           f"{inf['isa']}), 1 thread; torch {inf['torch']}, onnxruntime {inf['onnxruntime']}. Reference: torch float64 on the "
-          "same float32 weights and input; error = max abs difference over out, h_n and c_n.\n")
+          "same float32 weights and input; error = max abs difference over out, h_n and c_n. torch f32 "
+          + ("runs oneDNN's LSTM (torch.backends.mkldnn), except for proj_size models, which oneDNN does not take"
+             if inf["torch_onednn"] else "runs torch's own LSTM (oneDNN off)") + ".\n")
     print(table(rows))
     print()
     print(summary(rows))
