@@ -21,7 +21,8 @@ import jinja2
 import numpy as np
 
 from . import __version__, kernels
-from .abi import ERRORS, FIELD_NAMES, HEAD_FIELD_NAMES, HEAD_FIELDS, WEIGHT_FIELDS
+from .kernels import WEIGHT_CTYPES
+from .abi import ERRORS, HEAD_FIELD_NAMES, HEAD_FIELDS, cell_fields
 from .ir import Head, Recurrence
 from .schedule import WINDOW_FLOATS, ScheduledProgram, batch_offset
 from .spec import Activation
@@ -253,7 +254,9 @@ def render(program: ScheduledProgram, prefix: str, packed: Sequence[PackedCell] 
         x_shape=f"(B, T, {spec.input_size})" if spec.batch_first else f"(T, B, {spec.input_size})",
         y_shape=f"(B, T, {spec.head_output_size})" if spec.batch_first else f"(T, B, {spec.head_output_size})",
         unit_block=program.unit_block,
-        fields=FIELD_NAMES,
+        fields=[f.name for f in cell_fields(sched.weights)],
+        field_types={f.name: (WEIGHT_CTYPES[sched.weights] if f.matrix else "float") for f in cell_fields(sched.weights)},
+        weights_dtype=sched.weights,
         head_linears=len(spec.head_linears()),
         head_fields=HEAD_FIELD_NAMES,
         head_text=" -> ".join(map(str, spec.head)),
@@ -301,7 +304,8 @@ def render(program: ScheduledProgram, prefix: str, packed: Sequence[PackedCell] 
                 )
         windows.append(_window(program, p, f"{p}_window_unrolled", unrolled=True))
     # w_ih and w_hh are checked always; the optional fields when this spec needs them
-    weight_checks = "".join(f" || cw->{f.name} == NULL" for f in WEIGHT_FIELDS if f.needed_when != "always" and f.needed(spec))
+    weight_checks = "".join(f" || cw->{f.name} == NULL" for f in cell_fields(sched.weights)
+                            if f.needed_when != "always" and f.needed(spec, sched.weights))
     head_checks = " || ".join(f"w->head[{k}].{f.name} == NULL" for k, (_, layer) in enumerate(spec.head_linears())
                               for f in HEAD_FIELDS if f.needed(layer))
     acts = [a.name for v in program.variants for a in v.activations]
@@ -322,7 +326,7 @@ def render(program: ScheduledProgram, prefix: str, packed: Sequence[PackedCell] 
         auto_window=program.auto_window,
         window_floats=WINDOW_FLOATS,
         sizes=sizes,
-        fields=FIELD_NAMES,
+        fields=api["fields"],
         batch_floats=program.batch_floats,
         variants=variants,
         recurrences=recurrences,
@@ -348,25 +352,32 @@ def render(program: ScheduledProgram, prefix: str, packed: Sequence[PackedCell] 
     }
     if packed is not None:
         cells, linears = split_packed(packed)
-        files[f"{p}_weights.c"] = env.get_template("weights.c.j2").render(ctx, cells=_weights_ctx(cells),
+        files[f"{p}_weights.c"] = env.get_template("weights.c.j2").render(ctx, cells=_weights_ctx(cells, sched.weights),
                                                                           head_weights=_head_weights_ctx(linears))
     cdef = env.get_template("cdef.j2").render(ctx)
     return Sources(files=files, cdef=cdef, prefix=p)
 
 
 def _array_lines(arr: np.ndarray, per_line: int = 6) -> list[str]:
-    flat = [c_float(v) for v in np.asarray(arr, dtype=np.float32).ravel()]
+    """C initialisers: float32 as exact hex floats, float16/bfloat16 bits (uint16) in hex, int8 in decimal."""
+    if arr.dtype == np.uint16:
+        flat, per_line = [f"0x{int(v):04x}" for v in arr.ravel()], 12
+    elif arr.dtype == np.int8:
+        flat, per_line = [str(int(v)) for v in arr.ravel()], 16
+    else:
+        flat = [c_float(v) for v in np.asarray(arr, dtype=np.float32).ravel()]
     return [", ".join(flat[i : i + per_line]) for i in range(0, len(flat), per_line)]
 
 
-def _weights_ctx(packed: Sequence[PackedCell]) -> list[dict]:
+def _weights_ctx(packed: Sequence[PackedCell], weights_dtype: str = "float32") -> list[dict]:
     cells = []
     for cell in packed:
         arrays = []
-        for f in WEIGHT_FIELDS:
+        for f in cell_fields(weights_dtype):
             arr = getattr(cell, f.name)
             if arr is not None:
-                arrays.append(dict(field=f.name, shape=f.shape + " " + "x".join(map(str, arr.shape)), size=arr.size, lines=_array_lines(arr)))
+                arrays.append(dict(field=f.name, shape=f.shape + " " + "x".join(map(str, arr.shape)), size=arr.size,
+                                   lines=_array_lines(arr), ctype=WEIGHT_CTYPES[weights_dtype] if f.matrix else "float"))
         cells.append(dict(layer=cell.layer, direction=cell.direction, arrays=arrays, fields=[a["field"] for a in arrays]))
     return cells
 
@@ -398,7 +409,30 @@ _GUARDS = {
 X86_RECIP = {"avx512": "div", "avx2": "div"}
 
 
-def _vector_ops(isa: str, vw: int) -> tuple[str, str, list[tuple[str, str, str, str]]]:
+def _loadw(isa: str, vw: int, dtype: str) -> str:
+    """The body of vloadw: vw weights of dtype at `a` widened to float32 (reads exactly vw of them)."""
+    if dtype == "float32":
+        return {"neon": "return vld1q_f32(a)"}.get(isa, f"return {_X86[vw][1]}_loadu_ps(a)")
+    if isa == "neon":
+        return {"float16": "return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(a)))",
+                "bfloat16": "return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(a), 16))",
+                "int8": ("int32_t q;\n    memcpy(&q, a, 4);\n    return vcvtq_f32_s32(vmovl_s16(vget_low_s16(vmovl_s8("
+                         "vreinterpret_s8_s32(vdup_n_s32(q))))))")}[dtype]
+    pre = _X86[vw][1]
+    if dtype == "int8":  # vw bytes
+        raw = {16: "_mm_loadu_si128((const __m128i *)(const void *)a)", 8: "_mm_loadl_epi64((const __m128i *)(const void *)a)",
+               4: "_mm_cvtsi32_si128(q)"}[vw]
+        head = "int32_t q;\n    memcpy(&q, a, 4);\n    " if vw == 4 else ""
+        return f"{head}return {pre}_cvtepi32_ps({pre}_cvtepi8_epi32({raw}))"
+    raw = {16: "_mm256_loadu_si256((const __m256i *)(const void *)a)", 8: "_mm_loadu_si128((const __m128i *)(const void *)a)",
+           4: "_mm_loadl_epi64((const __m128i *)(const void *)a)"}[vw]
+    if dtype == "float16":
+        return f"return {pre}_cvtph_ps({raw})"
+    bits = {16: "512", 8: "256", 4: "128"}[vw]
+    return f"return {pre}_castsi{bits}_ps({pre}_slli_epi32({pre}_cvtepu16_epi32({raw}), 16))"  # bfloat16: the top half
+
+
+def _vector_ops(isa: str, vw: int, dtype: str = "float32") -> tuple[str, str, list[tuple[str, str, str, str]]]:
     """(header, vector type, [(name, return type, parameters, body)]) for the inline vector ops."""
     V = "{p}_vf"
     if isa == "neon":
@@ -440,6 +474,7 @@ def _vector_ops(isa: str, vw: int) -> tuple[str, str, list[tuple[str, str, str, 
     one, two = f"{V} a", f"{V} a, {V} b"
     ops = [
         ("load", V, "const float *a", "return " + spell["load"]),
+        ("loadw", V, f"const {WEIGHT_CTYPES[dtype]} *a", _loadw(isa, vw, dtype)),  # weights, widened
         ("store", "void", f"float *a, {V} v", spell["store"]),
         ("set1", V, "float x", "return " + spell["set1"]),
         ("fma", V, f"{V} a, {V} b, {V} c", "return " + spell["fma"]),
@@ -473,7 +508,8 @@ def _pairwise(ks: int) -> list[tuple[str, str, str]]:
     return steps
 
 
-def _tile(kind: str, name: str, rows: int, nb: int, bw: int, ks: int, P: str, epilogue: str = "store") -> dict:
+def _tile(kind: str, name: str, rows: int, nb: int, bw: int, ks: int, P: str, epilogue: str = "store",
+          wt: str = "float", int8: bool = False) -> dict:
     """One register tile for kernels.j2's `tile`: rows x nb blocks x bw vectors of accumulators,
     ks partial sums, how its rows read inputs and start, and its epilogue: store (to t.dst),
     vcell (the vector cell on registers) or cell (the scalar cell through a buffer)."""
@@ -493,8 +529,10 @@ def _tile(kind: str, name: str, rows: int, nb: int, bw: int, ks: int, P: str, ep
                      dst=[], ldw=f"{P}_G4"),
         "matvec": dict(decls=[], src=["x"], init=[], post=[], post_guard=None, post_intro="", dst=["y"], ldw="N"),
     }[kind]
+    # int8 weights: each output's sum is scaled once, at the end (fma with the value added there)
+    scale = {"project": "scale", "step": "cw->s_hh + (int64_t)j0 * 4", "matvec": "s"}[kind] if int8 else None
     return dict(spell, kind=kind, name=name, rows=rows, nb=nb, bw=bw, ks=ks, acc=_partials(ks), red=_pairwise(ks),
-                epilogue=epilogue)
+                epilogue=epilogue, wt=wt, scale=scale)
 
 
 def _exp_args(c: float, lo: float | None, hi: float, vector: bool) -> dict:
@@ -543,7 +581,16 @@ def kernel_context(program: ScheduledProgram, p: str) -> dict:
     scalar_cell = not plan.vector_cell
     nb = program.spec.hidden_size // plan.vw if plan.vw else 0  # gate blocks
     approx = plan.math == "approx"
+    wdtype = program.schedule.weights
+    wt, int8 = WEIGHT_CTYPES[wdtype], wdtype == "int8"
+    if wdtype == "float16" and plan.isa in _GUARDS and plan.isa != "neon":
+        guard_f16 = " && defined(__F16C__)"
+    else:
+        guard_f16 = ""
     ctx = dict(
+        wdtype=wdtype,
+        wt=wt,
+        int8=int8,
         vec=plan.vector,
         isa=plan.isa,
         vw=plan.vw,
@@ -568,16 +615,17 @@ def kernel_context(program: ScheduledProgram, p: str) -> dict:
         shapes = sorted({(1, base + 1 if extra else base), (1, base)} | {(m, 1) for m in range(1, plan.mrs + 1)}, reverse=True)
         ctx.update(
             one_row=dict(tiles=plan.tiles1, base=base, extra=extra),
-            stiles=[_tile("step", f"{p}_stile{m}x{n}", m, n, 4, plan.ks, P, "vcell" if plan.vector_cell else "cell")
+            stiles=[_tile("step", f"{p}_stile{m}x{n}", m, n, 4, plan.ks, P, "vcell" if plan.vector_cell else "cell", wt, int8)
                     for m, n in shapes],
-            ptiles=[_tile("project", f"{p}_ptile{m}", m, 1, 4, 1, P) for m in range(plan.mr, 0, -1)],
-            mtiles=[_tile("matvec", f"{p}_mtile{n}", 1, 1, n, 1, P) for n in (8, 1)],
+            ptiles=[_tile("project", f"{p}_ptile{m}", m, 1, 4, 1, P, wt=wt, int8=int8) for m in range(plan.mr, 0, -1)],
+            mtiles=[_tile("matvec", f"{p}_mtile{n}", 1, 1, n, 1, P, wt=wt, int8=int8) for n in (8, 1)],
         )
-        header, vtype, ops = _vector_ops(plan.isa, plan.vw)
+        header, vtype, ops = _vector_ops(plan.isa, plan.vw, wdtype)
         guard, hint = _GUARDS[plan.isa]
+        guard, hint = guard + guard_f16, hint.replace("-mfma", "-mfma -mf16c") if guard_f16 else hint
         cell_ops = {"mul", "add", "min", "max", "sub", "exp2bits", "abs", "div", "blendlt", "copysign"}
         # add: the tiles add their initial values (bias, input-part gates) after the sum
-        used = {"load", "store", "set1", "fma", "add"} | (cell_ops if plan.vector_cell else set())
+        used = {"load", "loadw", "store", "set1", "fma", "add"} | ({"mul"} if int8 else set()) | (cell_ops if plan.vector_cell else set())
         ctx.update(header=header, vtype=vtype, guard=guard, flags_hint=hint,
                    ops=[(n, r.format(p=p), a.format(p=p), b) for n, r, a, b in ops if n in used])
     return ctx

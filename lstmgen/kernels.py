@@ -37,6 +37,12 @@ from .spec import DEFAULT_ACTIVATIONS, LSTMSpec
 ISAS = ("portable", "avx2", "avx512", "neon")
 TARGETS = ("native",) + ISAS
 MATHS = ("libm", "approx")
+# Weight matrices (W_ih, W_hh, W_hr) are stored in one of these; state, activations, biases and
+# every sum stay float32 (the kernels widen each weight as they load it). int8 is symmetric with a
+# float32 scale per output row (gate row), chosen at compile time: w = q * scale, |q| <= 127.
+WEIGHT_DTYPES = ("float32", "float16", "bfloat16", "int8")
+WEIGHT_CTYPES = {"float32": "float", "float16": "uint16_t", "bfloat16": "uint16_t", "int8": "int8_t"}
+WEIGHT_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
 # What each math option computes, with its measured bounds (tests/test_fast_math.py asserts them):
 # the embedded self-test, the folder README and `lstmgen report` state it.
 MATH_NOTES = {
@@ -110,6 +116,12 @@ def check_math(math: object) -> str:
     if math not in MATHS:
         raise ValueError(f"math must be one of {', '.join(map(repr, MATHS))}, got {math!r}")
     return str(math)
+
+
+def check_weights_dtype(dtype: object) -> str:
+    if dtype not in WEIGHT_DTYPES:
+        raise ValueError(f"weights_dtype must be one of {', '.join(map(repr, WEIGHT_DTYPES))}, got {dtype!r}")
+    return str(dtype)
 
 
 def check_target(target: object) -> str:
@@ -217,7 +229,7 @@ def compile_flags(target: str) -> list[str]:
     if target == "native":
         flags.append("-march=native")
     elif target == "avx2":
-        flags += ["-mavx2", "-mfma"]
+        flags += ["-mavx2", "-mfma", "-mf16c"]  # F16C: float16 weights (every AVX2 CPU has it)
     elif target == "avx512":
-        flags += ["-mavx512f", "-mavx512vl", "-mavx2", "-mfma"]
+        flags += ["-mavx512f", "-mavx512vl", "-mavx2", "-mfma", "-mf16c"]
     return flags

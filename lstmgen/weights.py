@@ -25,6 +25,13 @@ plain layout above (one block holding all H units, in torch's order). w_hr and w
 Gate-blocked arrays (and w_hr with them) start on a 64-byte boundary, so no vector load of the
 kernels straddles two cache lines (numpy alone only promises 16 bytes).
 
+Low-precision weights (`weights_dtype`, kernels.WEIGHT_DTYPES): w_ih, w_hh and w_hr are stored
+as float16 (np.float16 bits, viewed as uint16), bfloat16 (the top 16 bits of each float32, rounded
+to nearest even, as uint16) or int8 (symmetric, one float32 scale per output row of the torch
+matrix: s_ih, s_hh (4H,) in the same column order as bias, s_hr (P,)); `quantize` and
+`dequantize` convert one matrix, `dequantized_weights` gives the float32 state_dict the C
+effectively computes with (what reference.py should run to check the C, not the quantisation).
+
 A spec with a head adds, after the cells, one `PackedLinear` per Linear of the head, in head order:
 
     weight (out, in)   torch's own layout: row o is output feature o's weights (a dot product)
@@ -52,6 +59,10 @@ class PackedCell:
     w_hr: np.ndarray | None  # (H, P) float32
     w_ph: np.ndarray | None  # (3H,) float32
     unit_block: int = 0  # 0: torch gate order; U > 0: gate-blocked layout (see above)
+    s_ih: np.ndarray | None = None  # int8 weights: float32 scale per output column of w_ih
+    s_hh: np.ndarray | None = None
+    s_hr: np.ndarray | None = None
+    weights_dtype: str = "float32"  # what w_ih, w_hh and w_hr hold (kernels.WEIGHT_DTYPES)
 
 
 @dataclass(frozen=True)
@@ -135,6 +146,54 @@ def aligned_copy(arr: np.ndarray, align: int = 64) -> np.ndarray:
     return out
 
 
+def quantize(w: np.ndarray, dtype: str, name: str = "weight") -> tuple[np.ndarray, np.ndarray | None]:
+    """A float32 matrix (out, in) in torch's layout -> (values in dtype's storage, per-row float32
+    scales for int8 else None). float16 and bfloat16 round to nearest even; int8 is symmetric,
+    q = rint(w / s) with s = max |row| / 127 (1 for an all-zero row)."""
+    w = np.ascontiguousarray(w, dtype=np.float32)
+    if dtype == "float32":
+        return w, None
+    if dtype == "float16":
+        big = np.abs(w[np.isfinite(w)]).max(initial=0.0)
+        if big > 65504.0:
+            raise ValueError(f"weight {name!r} has |w| = {big:g}, past float16's largest value 65504: use bfloat16, int8 or float32")
+        return w.astype(np.float16).view(np.uint16), None
+    if dtype == "bfloat16":
+        u = w.view(np.uint32).astype(np.uint64)
+        r = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+        nan = np.isnan(w)
+        r[nan] = ((u[nan] >> 16) | 0x40).astype(np.uint16)  # stays a (quiet) NaN
+        return r, None
+    if dtype == "int8":
+        if not np.isfinite(w).all():
+            raise ValueError(f"weight {name!r} has NaN/Inf values: int8 cannot hold them (use float32)")
+        amax = np.abs(w).max(axis=1)
+        scale = np.where(amax > 0, amax / np.float32(127.0), np.float32(1.0)).astype(np.float32)
+        q = np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8)
+        return q, scale
+    raise ValueError(f"weights_dtype must be one of float32, float16, bfloat16, int8, got {dtype!r}")
+
+
+def dequantize(values: np.ndarray, scale: np.ndarray | None, dtype: str) -> np.ndarray:
+    """quantize's output -> the float32 matrix the kernels compute with (int8: q * s per row)."""
+    if dtype == "float32":
+        return np.asarray(values, np.float32)
+    if dtype == "float16":
+        return values.view(np.float16).astype(np.float32)
+    if dtype == "bfloat16":
+        return (values.astype(np.uint32) << 16).view(np.float32)
+    return (values.astype(np.float32) * scale[:, None]).astype(np.float32)
+
+
+_MATRICES = ("weight_ih_", "weight_hh_", "weight_hr_")
+
+
+def dequantized_weights(spec: LSTMSpec, weights: Mapping[str, Any], dtype: str) -> dict[str, np.ndarray]:
+    """The state_dict with W_ih, W_hh and W_hr replaced by what dtype keeps of them (float32)."""
+    w = check_weights(spec, weights, allow_nonfinite=True)
+    return {k: dequantize(*quantize(v, dtype, k), dtype) if k.startswith(_MATRICES) else v for k, v in w.items()}
+
+
 def _blocked(gates_first: np.ndarray, unit_block: int) -> np.ndarray:
     """(4H, K) or (4H,) in torch order -> the gate-blocked layout (NB, K, 4U) or (NB, 4U), 64-byte aligned."""
     U = unit_block
@@ -146,12 +205,13 @@ def _blocked(gates_first: np.ndarray, unit_block: int) -> np.ndarray:
 
 
 def pack(spec: LSTMSpec, weights: Mapping[str, Any], *, allow_nonfinite: bool = False,
-         unit_block: int = 0) -> list[PackedCell | PackedLinear]:
+         unit_block: int = 0, weights_dtype: str = "float32") -> list[PackedCell | PackedLinear]:
     """State-dict weights -> kernel layout, one PackedCell per (layer, direction), in order l*D+d,
     then one PackedLinear per Linear of the head (none without a head).
 
     unit_block: 0 for the plain transposed layout, or U > 0 dividing hidden_size for the
-    gate-blocked layout the vector kernels read (kernels.KernelPlan.unit_block)."""
+    gate-blocked layout the vector kernels read (kernels.KernelPlan.unit_block).
+    weights_dtype: how w_ih, w_hh and w_hr are stored (quantize); the head stays float32."""
     if isinstance(unit_block, bool) or not isinstance(unit_block, int) or unit_block < 0 or (
             unit_block and spec.hidden_size % unit_block):
         raise ValueError(f"unit_block must be 0 or a positive divisor of hidden_size={spec.hidden_size}, got {unit_block!r}")
@@ -161,18 +221,22 @@ def pack(spec: LSTMSpec, weights: Mapping[str, Any], *, allow_nonfinite: bool = 
         for d in range(spec.num_directions):
             s = suffix(layer, d)
 
+            q = {m: quantize(w[f"{m}{s}"], weights_dtype, f"{m}{s}") for m in _MATRICES if f"{m}{s}" in w}
+
             def t(name: str) -> np.ndarray:
-                return np.ascontiguousarray(w[name].T)
+                return np.ascontiguousarray(q[name][0].T)
 
             bias = None
             if spec.bias:
                 folded = w[f"bias_ih_{s}"].astype(np.float64) + w[f"bias_hh_{s}"].astype(np.float64)
                 bias = folded.astype(np.float32)
+            s_ih, s_hh = q["weight_ih_"][1], q["weight_hh_"][1]
             if unit_block:
-                w_ih, w_hh = _blocked(w[f"weight_ih_{s}"], unit_block), _blocked(w[f"weight_hh_{s}"], unit_block)
+                w_ih, w_hh = _blocked(q["weight_ih_"][0], unit_block), _blocked(q["weight_hh_"][0], unit_block)
                 bias = _blocked(bias, unit_block) if bias is not None else None
+                s_ih, s_hh = (None, None) if s_ih is None else (_blocked(s_ih, unit_block), _blocked(s_hh, unit_block))
             else:
-                w_ih, w_hh = t(f"weight_ih_{s}"), t(f"weight_hh_{s}")
+                w_ih, w_hh = t("weight_ih_"), t("weight_hh_")
             cells.append(
                 PackedCell(
                     layer=layer,
@@ -180,9 +244,13 @@ def pack(spec: LSTMSpec, weights: Mapping[str, Any], *, allow_nonfinite: bool = 
                     w_ih=w_ih,
                     w_hh=w_hh,
                     bias=bias,
-                    w_hr=(aligned_copy(t(f"weight_hr_{s}")) if unit_block else t(f"weight_hr_{s}")) if spec.proj_size else None,
+                    w_hr=(aligned_copy(t("weight_hr_")) if unit_block else t("weight_hr_")) if spec.proj_size else None,
                     w_ph=w[f"weight_ph_{s}"] if spec.peepholes else None,
                     unit_block=unit_block,
+                    s_ih=s_ih,
+                    s_hh=s_hh,
+                    s_hr=q["weight_hr_"][1] if spec.proj_size else None,
+                    weights_dtype=weights_dtype,
                 )
             )
     head: list[PackedCell | PackedLinear] = [PackedLinear(i, w[f"head.{i}.weight"], w[f"head.{i}.bias"] if h.bias else None)

@@ -87,6 +87,7 @@ static inline float bidir_proj_tanh(float x)
 
 
 
+
 /* c (M, N) += a (M, K) . w (K, N); rows of a are lda floats apart, rows of c ldc.
  * Four rows share each load of w; the inner loop is an AXPY over contiguous N. */
 static void bidir_proj_gemm_acc(int64_t M, int32_t N, int32_t K, const float *restrict a, int64_t lda,
@@ -115,10 +116,10 @@ static void bidir_proj_gemm_acc(int64_t M, int32_t N, int32_t K, const float *re
         const float *ar = a + m * lda;
         float *restrict cr = c + m * ldc;
         for (int32_t k = 0; k < K; ++k) {
-            const float s = ar[k];
+            const float av = ar[k];
             const float *restrict wk = w + (int64_t)k * N;
             for (int32_t n = 0; n < N; ++n) {
-                cr[n] += s * wk[n];
+                cr[n] += av * wk[n];
             }
         }
     }
@@ -143,7 +144,7 @@ static void bidir_proj_project(int32_t Tw, int32_t B, int32_t K, const float *a,
     } else {
         /* batch-first: the Tw rows of each batch row are dense */
         for (int32_t b = 0; b < B; ++b) {
-            bidir_proj_gemm_acc(Tw, BIDIR_PROJ_GATES, K, a + (int64_t)b * a_sb, a_st, w_ih,
+            bidir_proj_gemm_acc(Tw, BIDIR_PROJ_GATES, K, a + (int64_t)b * a_sb, a_st, w_ih, 
                 gx + (int64_t)b * BIDIR_PROJ_GATES, (int64_t)B * BIDIR_PROJ_GATES);
         }
     }

@@ -80,6 +80,7 @@ static inline float kws_tanh(float x)
 
 
 
+
 /* c (M, N) += a (M, K) . w (K, N); rows of a are lda floats apart, rows of c ldc.
  * Four rows share each load of w; the inner loop is an AXPY over contiguous N. */
 static void kws_gemm_acc(int64_t M, int32_t N, int32_t K, const float *restrict a, int64_t lda,
@@ -108,10 +109,10 @@ static void kws_gemm_acc(int64_t M, int32_t N, int32_t K, const float *restrict 
         const float *ar = a + m * lda;
         float *restrict cr = c + m * ldc;
         for (int32_t k = 0; k < K; ++k) {
-            const float s = ar[k];
+            const float av = ar[k];
             const float *restrict wk = w + (int64_t)k * N;
             for (int32_t n = 0; n < N; ++n) {
-                cr[n] += s * wk[n];
+                cr[n] += av * wk[n];
             }
         }
     }
@@ -136,7 +137,7 @@ static void kws_project(int32_t Tw, int32_t B, int32_t K, const float *a, int64_
     } else {
         /* batch-first: the Tw rows of each batch row are dense */
         for (int32_t b = 0; b < B; ++b) {
-            kws_gemm_acc(Tw, KWS_GATES, K, a + (int64_t)b * a_sb, a_st, w_ih,
+            kws_gemm_acc(Tw, KWS_GATES, K, a + (int64_t)b * a_sb, a_st, w_ih, 
                 gx + (int64_t)b * KWS_GATES, (int64_t)B * KWS_GATES);
         }
     }

@@ -150,14 +150,16 @@ def _stack_depths(graph: tuple[dict[str, int | None], dict[str, set[str]]], pref
 
 def report(spec: Any, weights: Mapping[str, Any] | None = None, *, prefix: str = "lstm", max_batch: int = 1,
            seq_len: int | None = None, chunk: int | None = None, time_loop: str = "looped", math: str = "approx",
-           cpus: tuple[str, ...] = ("cortex-m4", "cortex-m0plus"), measure_code: bool = True) -> str:
+           cpus: tuple[str, ...] = ("cortex-m4", "cortex-m0plus"), measure_code: bool = True,
+           weights_dtype: str = "float32") -> str:
     """The footprint as text: exact sizes, plus code bytes and stack per CPU when the cross
     compiler is installed (random weights stand in when none are given: sizes do not depend on values)."""
     from ..spec import as_spec
 
     spec = as_spec(spec)
     check_prefix(prefix)
-    program = embedded_program(spec, max_batch=max_batch, seq_len=seq_len, chunk=chunk, time_loop=time_loop, math=math)
+    program = embedded_program(spec, max_batch=max_batch, seq_len=seq_len, chunk=chunk, time_loop=time_loop, math=math,
+                               weights_dtype=weights_dtype)
     fp = footprint(program)
     check_static_size(fp)  # what embedded_sources refuses, measured or not
     measured: list[Measurement] = []
@@ -169,7 +171,7 @@ def report(spec: Any, weights: Mapping[str, Any] | None = None, *, prefix: str =
     else:  # only the cross compiler needs the folder (and so the weights written out as C)
         w = weights if weights is not None else random_weights(spec, seed=0)
         files = embedded_sources(spec, w, prefix=prefix, max_batch=max_batch, seq_len=seq_len, chunk=chunk,
-                                 time_loop=time_loop, math=math, selftest=False)
+                                 time_loop=time_loop, math=math, selftest=False, weights_dtype=weights_dtype)
         measured = [measure(files, prefix, cpu) for cpu in cpus]
     if not measured and weights is not None:
         check_weights(spec, weights)  # refuse what embedded_sources would have refused
