@@ -136,3 +136,47 @@ def test_embedded_folder_self_test_passes_and_flash_shrinks(tmp_path, dtype, cc=
     ratio = flash(low) / flash(f32)
     assert ratio < {"float16": 0.55, "bfloat16": 0.55, "int8": 0.45}[dtype], ratio  # H = 16: biases and scales weigh in
     assert f"weights={dtype}" in low
+
+
+@pytest.mark.parametrize("isa", ["portable", "avx2", "avx512", "neon"])
+def test_generated_c_of_every_dtype_and_isa_is_warning_free(tmp_path, isa):
+    from test_kernels import STRICT, X86_FLAGS
+
+    from conftest import need_tool
+    cc = need_tool("gcc") if isa != "neon" else need_tool("aarch64-linux-gnu-gcc")
+    clang = need_tool("clang")
+    arch = [] if isa != "neon" else ["--target=aarch64-linux-gnu"]
+    flags = X86_FLAGS.get(isa, []) + (["-mf16c"] if isa in ("avx2", "avx512") else [])
+    for dtype in DTYPES:
+        for kw in SPECS[1:]:  # projection (matvec), bidirectional without bias
+            spec = lstmgen.LSTMSpec(**kw)
+            out = tmp_path / f"{dtype}{len(kw)}"
+            lstmgen.generate(spec, random_weights(spec), out, prefix="m", target=isa, weights_dtype=dtype)
+            for cmd in ([cc, *STRICT, *flags], [clang, *arch, *STRICT, *flags]):
+                for src in ("m.c", "m_weights.c"):
+                    res = subprocess.run([*cmd, "-I", str(out), "-c", str(out / src), "-o", os.devnull], capture_output=True, text=True)
+                    assert res.returncode == 0, f"{' '.join(cmd[:2])} {isa} {dtype} {kw} {src}:\n{res.stderr[-2000:]}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_neon_dtype_kernels_under_qemu(tmp_path, dtype):
+    from test_kernels import MAIN
+
+    from conftest import need_tool
+    cc = need_tool("aarch64-linux-gnu-gcc")
+    qemu = need_tool("qemu-aarch64")
+    spec = lstmgen.LSTMSpec(input_size=3, hidden_size=12, num_layers=2, proj_size=5)  # 3 gate blocks of 4
+    weights = random_weights(spec, seed=5)
+    lstmgen.generate(spec, weights, tmp_path, prefix="m", target="neon", weights_dtype=dtype)
+    T, B = 7, 3  # NT, NB of MAIN
+    (tmp_path / "main.c").write_text(MAIN)
+    exe = str(tmp_path / "main")
+    subprocess.run([cc, "-O2", "-std=c99", "-static", "-I", str(tmp_path), str(tmp_path / "main.c"), str(tmp_path / "m.c"),
+                    str(tmp_path / "m_weights.c"), "-lm", "-o", exe], check=True)
+    x = np.random.default_rng(0).standard_normal((T, B, 3)).astype(np.float32)
+    run = subprocess.run([qemu, exe], input="\n".join(float(v).hex() for v in x.ravel()), capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    vals = np.array([float.fromhex(v) for v in run.stdout.split()], np.float32)
+    want, (_, c_n) = reference.lstm_forward(spec, dequantized_weights(spec, weights, dtype), x, lengths=np.array([7, 2, 5]))
+    got_y, got_c = vals[: want.size].reshape(want.shape), vals[want.size:].reshape(c_n.shape)
+    assert max(float(np.abs(got_y - want).max()), float(np.abs(got_c - c_n).max())) <= 1e-5
