@@ -511,6 +511,10 @@ def summary(results: list[dict], peak: float) -> str:
     return "\n".join(lines)
 
 
+def _ratio(r: float) -> str:
+    return f"{r:.2f}" if r >= 0.1 else f"{r:.3f}"
+
+
 def _err(res: dict, peer: str | None) -> str:
     e = res.get("max_abs_err_vs_float64", {}).get(peer) if peer else None
     return "-" if e is None else f"{e:.1e}"
@@ -520,7 +524,7 @@ def dtype_tables(results: list[dict]) -> str:
     """Per config and weights_dtype: lstmgen C's median next to its float32 build and to torch's
     model of that dtype (torch fp32, quantize_dynamic float16 / qint8), with every row's error vs
     the float64 run of the float32-weight model; then the same for <p>_step."""
-    lines = ["| config | weights | MiB | lstmgen C ms | x lstmgen float32 | error | torch peer | torch ms | error | "
+    lines = ["| config | weights | KiB | lstmgen C ms | x lstmgen float32 | error | torch peer | torch ms | error | "
              "lstmgen / torch |", "|---|---|---:|---:|---:|---:|---|---:|---:|---:|"]
     for res in results:
         ms, name = res["forward_ms"], res["config"]["name"]
@@ -528,15 +532,15 @@ def dtype_tables(results: list[dict]) -> str:
         for dtype, peer, _, tpeer in DTYPE_ROWS:
             if peer not in ms and (tpeer is None or tpeer not in ms):
                 continue
-            mib = res.get("weight_bytes", {}).get(dtype)
-            cells = [name, dtype, f"{mib / 2**20:.2f}" if mib else "-"]
+            size = res.get("weight_bytes", {}).get(dtype)  # the weight matrices (and int8's scales)
+            cells = [name, dtype, (f"{size / 1024:.1f}" if size < 102400 else f"{size / 1024:.0f}") if size else "-"]
             cells += [f"{ms[peer]:.3f}" if peer in ms else "-",
                       f"{ms[peer] / base:.2f}" if peer in ms and base else "-", _err(res, peer)]
             if tpeer is None:
                 cells += ["-", "-", "-", "-"]
             elif tpeer in ms:
                 cells += [LABELS[tpeer], f"{ms[tpeer]:.3f}", _err(res, tpeer),
-                          f"{ms[peer] / ms[tpeer]:.2f}" if peer in ms else "-"]
+                          _ratio(ms[peer] / ms[tpeer]) if peer in ms else "-"]
             else:
                 cells += [LABELS[tpeer], res["notes"].get(tpeer, "-"), "-", "-"]
             lines.append("| " + " | ".join(cells) + " |")
