@@ -21,7 +21,7 @@ from typing import Any
 from . import build as _build
 from . import kernels
 from .codegen import Sources, check_prefix, render
-from .importers import from_torch
+from .importers import from_torch, quantized_weights_dtype
 from .output import write_files
 from .runtime import Model
 from .schedule import PLAN_KNOBS, Schedule, ScheduledProgram, build_program
@@ -49,7 +49,7 @@ def _is_torch_module(obj: Any) -> bool:
 def compile(spec: Any, weights: Mapping[str, Any] | None = None, *, prefix: str = "lstm", time_loop: str = "looped",
             seq_len: int | None = None, chunk: int = 0, target: str = "native", math: str = "approx",
             allow_nonfinite: bool = False, plan: Mapping[str, Any] | None = None,
-            weights_dtype: str = "float32") -> Model:
+            weights_dtype: str | None = None) -> Model:
     """Lower -> render C -> build with cffi (cached) -> load. Returns a Model callable like nn.LSTM.
 
     The weights are passed to C as pointers at call time, so every weight set of a shape and
@@ -59,19 +59,27 @@ def compile(spec: Any, weights: Mapping[str, Any] | None = None, *, prefix: str 
     plan: optional overrides of the kernel plan's tile shapes, e.g. {"mr": 4, "tiles1": 2}
     (schedule.PLAN_KNOBS; `lstmgen inspect` shows the default plan). Every tile shape gives the
     same bits; `ks` (partial sums of the recurrence) changes the order of additions.
-    weights_dtype: 'float32' (default), 'float16', 'bfloat16' or 'int8' (per-row scales): how the
+    weights_dtype: 'float32', 'float16', 'bfloat16' or 'int8' (per-row scales): how the
     weight matrices are stored; state, activations and sums stay float32 (weights.quantize).
+    None (default) is 'float32', except for a torch dynamically quantised module, whose own dtype
+    it keeps: 'int8' for quantize_dynamic(..., dtype=torch.qint8) (torch's int8 values and
+    scales, not requantised), 'float16' for dtype=torch.float16. Any other choice is honoured
+    (e.g. 'float32' runs the dequantised weights exactly, twice the bytes of float16 and four times
+    int8's). For (spec, weights) from from_torch(qmodule), pass weights_dtype='int8' to keep
+    torch's int8 values (the default there is float32 on the dequantised values).
     `spec` may also be a torch.nn.LSTM module (weights then come from it: compile(net.lstm)).
     """
     if _is_torch_module(spec):
         if weights is not None:
             raise TypeError("compile(module) takes the weights from the torch module; drop the weights argument")
+        if weights_dtype is None:
+            weights_dtype = quantized_weights_dtype(spec)
         spec, weights = from_torch(spec)
     elif weights is None:
         raise TypeError("compile needs weights (a state_dict-named mapping), or a torch.nn.LSTM module in place of the spec")
     spec = as_spec(spec)
     check_prefix(prefix)
-    schedule = make_schedule(time_loop, seq_len, chunk, target, math, weights_dtype)
+    schedule = make_schedule(time_loop, seq_len, chunk, target, math, weights_dtype or "float32")
     if target != "native" and not kernels.host_runs(schedule.target):
         raise ValueError(f"target={target!r}: this machine cannot run {schedule.target} code "
                          f"(its compiler offers {kernels.native_isa()!r}); use target='native' or 'portable'")

@@ -32,6 +32,14 @@ matrix: s_ih, s_hh (4H,) in the same column order as bias, s_hr (P,)); `quantize
 `dequantize` convert one matrix, `dequantized_weights` gives the float32 state_dict the C
 effectively computes with (what reference.py should run to check the C, not the quantisation).
 
+A weight matrix may also be given already quantised, as a `QuantizedMatrix` (what from_torch reads
+out of a torch dynamically quantised LSTM): an ndarray of the dequantised float32 values q * s, so
+everything that reads weights as arrays (reference.py, torch.from_numpy, the float32 and float16
+kernels) sees exactly what it stands for, that also carries the int8 values q (out, in) and the
+float32 row scales s (out,). With weights_dtype="int8", quantize and pack store q and s as they are
+(no requantisation: torch's int8 values, -128 included, reach the C unchanged); any other dtype
+rounds the dequantised values as it would any float32 matrix.
+
 A spec with a head adds, after the cells, one `PackedLinear` per Linear of the head, in head order:
 
     weight (out, in)   torch's own layout: row o is output feature o's weights (a dot product)
@@ -72,6 +80,84 @@ class PackedLinear:
     index: int  # position in spec.head (torch name head.{index}.weight)
     weight: np.ndarray
     bias: np.ndarray | None
+
+
+class QuantizedMatrix(np.ndarray):
+    """An int8 weight matrix with one float32 scale per row, w = q * scale[:, None].
+
+    As an array it is those dequantised float32 values (out, in), computed the way torch's
+    dequantize() does (one float32 product per element); `.q` (int8, out x in) and `.scale`
+    (float32, out) are the quantised form itself, read-only. A per-tensor scale (a scalar) is
+    given to every row. Only the object made here carries q and scale: views, copies and results
+    of arithmetic are plain float matrices (their .q is None), and `int8_form()` hands out q and
+    scale only while the values still equal q * scale (writing into the array drops them)."""
+
+    q: np.ndarray | None
+    scale: np.ndarray | None
+
+    def __new__(cls, q: Any, scale: Any) -> "QuantizedMatrix":
+        q = np.asarray(q)
+        if q.dtype != np.int8 or q.ndim != 2:
+            raise TypeError(f"QuantizedMatrix needs a 2-D int8 array q (out, in), got {q.dtype} of shape {q.shape}")
+        s = np.asarray(scale, dtype=np.float64)
+        if s.ndim == 0:
+            s = np.full(q.shape[0], float(s))
+        if s.shape != (q.shape[0],):
+            raise ValueError(f"QuantizedMatrix scale has shape {s.shape}, expected () or ({q.shape[0]},) (one per row)")
+        s32 = s.astype(np.float32)
+        if not (np.isfinite(s32).all() and (s32 > 0).all()):
+            raise ValueError("QuantizedMatrix scales must be finite and positive (float32)")
+        q = np.array(q, order="C")
+        q.flags.writeable = False
+        s32.flags.writeable = False
+        obj = np.ascontiguousarray(q.astype(np.float32) * s32[:, None], dtype=np.float32).view(cls)
+        obj.q, obj.scale = q, s32
+        return obj
+
+    def __array_finalize__(self, obj: Any) -> None:
+        self.q = None  # views and results: plain float values
+        self.scale = None
+
+    def __reduce__(self):
+        if self.q is None:
+            return np.asarray(self).copy().__reduce__()
+        return (QuantizedMatrix, (self.q, self.scale))
+
+    def int8_form(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(q, scale) when this is the matrix they stand for, else None (a view, a copy, or values
+        written since)."""
+        if self.q is None or self.scale is None or self.shape != self.q.shape:
+            return None
+        if not np.array_equal(np.asarray(self), self.q.astype(np.float32) * self.scale[:, None]):
+            return None
+        return self.q, self.scale
+
+    @classmethod
+    def from_torch(cls, tensor: Any, name: str = "weight") -> "QuantizedMatrix":
+        """A torch qint8 tensor (out, in), per-tensor or per-channel along the rows (axis 0), with
+        zero point 0 (symmetric, as torch's default weight observers make it): its int_repr()
+        and scales, unchanged (torch keeps the scales as float32; they are read as such).
+        torch is not imported here."""
+        if str(getattr(tensor, "dtype", "")) != "torch.qint8":
+            raise ValueError(f"{name}: a quantised weight must be torch.qint8, got {tensor.dtype}")
+        scheme = str(tensor.qscheme())
+        if scheme in ("torch.per_tensor_affine", "torch.per_tensor_symmetric"):
+            scale, zero = tensor.q_scale(), np.asarray([tensor.q_zero_point()])
+        elif scheme in ("torch.per_channel_affine", "torch.per_channel_symmetric"):
+            if tensor.q_per_channel_axis() != 0:
+                raise ValueError(f"{name}: per-channel scales along axis {tensor.q_per_channel_axis()}; lstmgen's int8 "
+                                 "weights have one scale per row (output feature), axis 0")
+            scale = tensor.q_per_channel_scales().double().cpu().numpy()
+            zero = tensor.q_per_channel_zero_points().cpu().numpy()
+        else:
+            raise ValueError(f"{name}: quantisation scheme {scheme} is not supported (per-tensor or per-row qint8 only)")
+        if np.any(zero != 0):
+            bad = int(np.flatnonzero(zero != 0)[0])
+            raise ValueError(f"{name}: zero point {int(zero[bad])} (row {bad} of its scales); lstmgen's int8 weights are "
+                             "symmetric, w = q * s: quantise with a symmetric weight observer (torch's default dynamic "
+                             "qconfigs are), or compile the float module")
+        q = tensor.int_repr().cpu().numpy()
+        return cls(q, scale)
 
 
 def split_packed(packed: Any) -> tuple[list[PackedCell], list[PackedLinear]]:
@@ -123,7 +209,15 @@ def check_weights(spec: LSTMSpec, weights: Mapping[str, Any], *, allow_nonfinite
         raise ValueError(f"unexpected weight(s) for spec ({spec.summary()}): {', '.join(sorted(extra))}; expected keys: {', '.join(expected)}")
     out: dict[str, np.ndarray] = {}
     for key, shape in expected.items():
-        arr = as_numpy(weights[key], f"weight {key!r} must be a real floating array")
+        value = weights[key]
+        if getattr(value, "is_quantized", False) and hasattr(value, "int_repr"):  # a torch qint8 tensor
+            value = QuantizedMatrix.from_torch(value, key)
+        if isinstance(value, QuantizedMatrix) and value.int8_form() is not None:
+            if value.shape != shape:
+                raise ValueError(f"weight {key!r} has shape {value.shape}, expected {shape}")
+            out[key] = value  # float32, C-contiguous and finite by construction; q and scale kept for pack
+            continue
+        arr = as_numpy(value, f"weight {key!r} must be a real floating array")
         if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
             raise TypeError(f"weight {key!r} must be a real floating array, got dtype {arr.dtype}")
         if arr.shape != shape:
@@ -149,7 +243,12 @@ def aligned_copy(arr: np.ndarray, align: int = 64) -> np.ndarray:
 def quantize(w: np.ndarray, dtype: str, name: str = "weight") -> tuple[np.ndarray, np.ndarray | None]:
     """A float32 matrix (out, in) in torch's layout -> (values in dtype's storage, per-row float32
     scales for int8 else None). float16 and bfloat16 round to nearest even; int8 is symmetric,
-    q = rint(w / s) with s = max |row| / 127 (1 for an all-zero row)."""
+    q = rint(w / s) with s = max |row| / 127 (1 for an all-zero row). A QuantizedMatrix gives its own
+    q and scales for int8 (no requantisation) and is rounded from its float values otherwise."""
+    if dtype == "int8" and isinstance(w, QuantizedMatrix):
+        form = w.int8_form()
+        if form is not None:
+            return np.array(form[0]), np.array(form[1])
     w = np.ascontiguousarray(w, dtype=np.float32)
     if dtype == "float32":
         return w, None
