@@ -2,7 +2,7 @@
 
 Run as a script for the README's figures (every target whose tools are installed):
 
-    .venv/bin/python tests/embedded_tools.py [example] [--math approx]    # default: kws, libm
+    .venv/bin/python tests/embedded_tools.py [example] [--math libm]    # default: kws, approx
 
 Targets: the host (gcc, clang, valgrind), 32-bit ARM Linux under qemu-arm, and Cortex-M firmware
 under qemu-system-arm with semihosting (start-up and linker script in tests/embedded_fw/). With
@@ -137,7 +137,7 @@ if __name__ == "__main__":
 
     ap = argparse.ArgumentParser(description="the embedded self-test on every target whose tools are installed")
     ap.add_argument("example", nargs="?", default="kws")
-    ap.add_argument("--math", choices=["libm", "approx"], default="libm")
+    ap.add_argument("--math", choices=["libm", "approx"], default="approx")
     args = ap.parse_args()
     print(f"self-test of generated/{args.example}, math={args.math} (tolerance 1e-5 absolute):\n")
     print("| target | result | max abs error | instructions per step |")
