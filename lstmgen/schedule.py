@@ -345,8 +345,10 @@ class ScheduledProgram:
         p = self.plan
         if not p.vector:
             why = "portable C" if p.isa == "portable" else f"no vector width divides H = {self.spec.hidden_size}"
+            held = ("named floats (registers of a scalar FPU)" if p.panel <= kernels.MAX_NAMED_PANEL else
+                    f"an array vectorized across the rows, {kernels.PANEL_ROWS} input rows sharing each weight load")
             return (f"kernels: {p.isa} scalar ({why}), math={p.math}\n"
-                    f"  row-blocked dot products: weights in panels of {p.panel} rows, each panel's sums in registers")
+                    f"  row-blocked dot products: weights in panels of {p.panel} rows, each (K, rows); the sums {held}")
         nb = self.spec.hidden_size // p.vw
         return (f"kernels: {p.isa} vw={p.vw} (gate blocks NB={nb}, weights packed {p.vw} units per block), math={p.math}, "
                 f"{'vector' if p.vector_cell else 'scalar'} cell\n"
