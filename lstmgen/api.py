@@ -132,7 +132,8 @@ def generate_sources(spec: Any, weights: Mapping[str, Any] | None = None, *, pre
     """The C of `generate` as {filename: text}, without writing it."""
     spec = as_spec(spec)
     program = build_program(spec, make_schedule(time_loop, seq_len, chunk, target, math), plan=plan)
-    packed = pack(spec, weights, allow_nonfinite=allow_nonfinite, unit_block=program.unit_block, panel=program.panel) if weights is not None else None
+    packed = (pack(spec, weights, allow_nonfinite=allow_nonfinite, unit_block=program.unit_block, panel=program.panel)
+              if weights is not None else None)
     return render(program, prefix, packed)
 
 

@@ -185,7 +185,8 @@ def pack(spec: LSTMSpec, weights: Mapping[str, Any], *, allow_nonfinite: bool = 
             unit_block and spec.hidden_size % unit_block):
         raise ValueError(f"unit_block must be 0 or a positive divisor of hidden_size={spec.hidden_size}, got {unit_block!r}")
     if isinstance(panel, bool) or not isinstance(panel, int) or panel < 0 or (panel and unit_block):
-        raise ValueError(f"panel must be an int >= 0, and 0 with a gate-blocked unit_block, got {panel!r} (unit_block={unit_block})")
+        raise ValueError(f"panel must be an int >= 0, and 0 with a gate-blocked unit_block, got {panel!r} "
+                         f"(unit_block={unit_block})")
     w = check_weights(spec, weights, allow_nonfinite=allow_nonfinite)
     cells = []
     for layer in range(spec.num_layers):

@@ -80,7 +80,8 @@ def test_weight_floats_formula_counts_the_packed_arrays(shape):
     spec = lstmgen.LSTMSpec(**shape)
     w = lstmgen.random_weights(spec)
     H = spec.hidden_size
-    layouts = [dict(unit_block=u) for u in (0, 1, 2, 4, 8) if not u or H % u == 0] + [dict(panel=q) for q in (1, 3, 16, 256)]
+    layouts = [dict(unit_block=u) for u in (0, 1, 2, 4, 8) if not u or H % u == 0]
+    layouts += [dict(panel=q) for q in (1, 3, 16, 256)]
     for layout in layouts:  # the gate-blocked and row-panel layouts hold as many floats
         cells = pack(spec, w, **layout)
         counted = sum(a.size for c in cells for a in (c.w_ih, c.w_hh, c.bias, c.w_hr, c.w_ph) if a is not None)

@@ -120,6 +120,18 @@ def test_portable_panels_give_identical_bits(name):
         _same_bits(got, want)
 
 
+def test_portable_schedules_and_panels_agree():
+    """Unrolled and chunked runs on named-sum (16) and array (256) panels: the bits of the looped run."""
+    spec = lstmgen.LSTMSpec(input_size=6, hidden_size=9, num_layers=2, proj_size=5)
+    w = lstmgen.random_weights(spec, seed=4)
+    x, hx, want = _run(lstmgen.compile(spec, w, target="portable", math="approx"), spec)
+    for panel in (16, 256):
+        for kw in (dict(time_loop="unrolled", seq_len=x.shape[0]), dict(chunk=3)):
+            model = lstmgen.compile(spec, w, target="portable", math="approx", plan=dict(panel=panel), **kw)
+            y, (h, c) = model(x, hx)
+            _same_bits((y, h, c), want[:3])
+
+
 def test_static_builds_plan_panels_for_a_microcontroller():
     """The embedded (static) schedule gets the named-float panels; the layout follows the plan."""
     spec = lstmgen.LSTMSpec(input_size=3, hidden_size=64)
