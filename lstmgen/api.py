@@ -24,7 +24,7 @@ from .codegen import Sources, check_prefix, render
 from .importers import from_torch
 from .output import write_files
 from .runtime import Model
-from .schedule import PLAN_KNOBS, Schedule, ScheduledProgram, build_program
+from .schedule import PLAN_KNOBS, Schedule, ScheduledProgram, build_program, make_plan
 from .spec import LSTMSpec, as_spec
 from .weights import pack
 
@@ -80,9 +80,11 @@ def compile(spec: Any, weights: Mapping[str, Any] | None = None, *, prefix: str 
 def _plan_overrides(program: ScheduledProgram) -> dict[str, int] | None:
     """The plan as overrides that make_plan turns back into it (None: the default plan)."""
     plan = program.plan
-    if plan == kernels.plan(program.spec, program.schedule.target, program.schedule.math):
+    if plan == make_plan(program.spec, program.schedule):
         return None
-    return {k: getattr(plan, k) for k in PLAN_KNOBS} if plan.vw else {"vw": 0}
+    if not plan.vw:
+        return {"vw": 0, "panel": plan.panel}
+    return {k: getattr(plan, k) for k in PLAN_KNOBS if k != "panel"}
 
 
 @functools.lru_cache(maxsize=32)
