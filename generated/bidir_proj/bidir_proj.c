@@ -154,11 +154,10 @@ static void bidir_proj_dot8(int32_t K, const float *restrict a, const float *res
     c[4] = s4 + init[4]; c[5] = s5 + init[5]; c[6] = s6 + init[6]; c[7] = s7 + init[7];
 }
 
-/* c (M, N) = a (M, K) . W^T + init for W (N, K) in panels of 16 rows, the last N % 16 rows in one more
- * (weights.py): panel n0 starts n0 * K floats into w. Rows of a
- * are lda floats apart, rows of init init_ld (0: one row for all), rows of c ldc; init may be c
- * itself (init_ld = ldc). Each c[m][n] = (sum_k a[m][k] W[n][k]) + init[m][n], the sum over k in
- * order from zero. K >= 1. */
+/* c (M, N) = a (M, K) . W^T + init for W (N, K) in panels of 16 rows, the last N % 16 rows in
+ * one more (weights.py): panel n0 starts n0 * K floats into w. Rows of a are lda floats apart, rows
+ * of init init_ld (0: one row for all), rows of c ldc; init may be c itself (init_ld = ldc). Each
+ * c[m][n] = (sum_k a[m][k] W[n][k]) + init[m][n], the sum over k in order from zero. K >= 1. */
 static void bidir_proj_gemm(int64_t M, int32_t N, int32_t K, const float *restrict a, int64_t lda,
     const float *restrict w, const float *init, int64_t init_ld, float *c, int64_t ldc)
 {
