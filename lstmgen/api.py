@@ -24,7 +24,7 @@ from .codegen import Sources, check_prefix, render
 from .importers import from_torch, quantized_weights_dtype
 from .output import write_files
 from .runtime import Model
-from .schedule import PLAN_KNOBS, Schedule, ScheduledProgram, build_program
+from .schedule import PLAN_KNOBS, Schedule, ScheduledProgram, build_program, make_plan
 from .spec import LSTMSpec, as_spec
 from .weights import pack
 
@@ -85,7 +85,7 @@ def compile(spec: Any, weights: Mapping[str, Any] | None = None, *, prefix: str 
                          f"(its compiler offers {kernels.native_isa()!r}); use target='native' or 'portable'")
     program = build_program(spec, schedule, plan=plan)
     # validate and pack before any build work
-    packed = pack(spec, weights, allow_nonfinite=allow_nonfinite, unit_block=program.unit_block,
+    packed = pack(spec, weights, allow_nonfinite=allow_nonfinite, unit_block=program.unit_block, panel=program.panel,
                   weights_dtype=program.schedule.weights)
     return Model(_artifact(program, prefix, target), packed)
 
@@ -93,9 +93,11 @@ def compile(spec: Any, weights: Mapping[str, Any] | None = None, *, prefix: str 
 def _plan_overrides(program: ScheduledProgram) -> dict[str, int] | None:
     """The plan as overrides that make_plan turns back into it (None: the default plan)."""
     plan = program.plan
-    if plan == kernels.plan(program.spec, program.schedule.target, program.schedule.math):
+    if plan == make_plan(program.spec, program.schedule):
         return None
-    return {k: getattr(plan, k) for k in PLAN_KNOBS} if plan.vw else {"vw": 0}
+    if not plan.vw:
+        return {"vw": 0, "panel": plan.panel}
+    return {k: getattr(plan, k) for k in PLAN_KNOBS if k != "panel"}
 
 
 @functools.lru_cache(maxsize=32)
@@ -145,7 +147,7 @@ def generate_sources(spec: Any, weights: Mapping[str, Any] | None = None, *, pre
     """The C of `generate` as {filename: text}, without writing it."""
     spec = as_spec(spec)
     program = build_program(spec, make_schedule(time_loop, seq_len, chunk, target, math, weights_dtype), plan=plan)
-    packed = (pack(spec, weights, allow_nonfinite=allow_nonfinite, unit_block=program.unit_block,
+    packed = (pack(spec, weights, allow_nonfinite=allow_nonfinite, unit_block=program.unit_block, panel=program.panel,
                    weights_dtype=program.schedule.weights) if weights is not None else None)
     return render(program, prefix, packed)
 

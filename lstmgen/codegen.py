@@ -26,7 +26,7 @@ from .abi import ERRORS, HEAD_FIELD_NAMES, HEAD_FIELDS, cell_fields
 from .ir import Head, Recurrence
 from .schedule import WINDOW_FLOATS, ScheduledProgram, batch_offset
 from .spec import Activation
-from .weights import PackedCell, PackedLinear, split_packed
+from .weights import PackedCell, PackedLinear, panel_rows, split_packed
 
 C_KEYWORDS = frozenset(
     """auto break case char const continue default do double else enum extern float for goto if
@@ -257,6 +257,7 @@ def render(program: ScheduledProgram, prefix: str, packed: Sequence[PackedCell] 
         fields=[f.name for f in cell_fields(sched.weights)],
         field_types={f.name: (WEIGHT_CTYPES[sched.weights] if f.matrix else "float") for f in cell_fields(sched.weights)},
         weights_dtype=sched.weights,
+        panel=program.panel,
         head_linears=len(spec.head_linears()),
         head_fields=HEAD_FIELD_NAMES,
         head_text=" -> ".join(map(str, spec.head)),
@@ -369,15 +370,24 @@ def _array_lines(arr: np.ndarray, per_line: int = 6) -> list[str]:
     return [", ".join(flat[i : i + per_line]) for i in range(0, len(flat), per_line)]
 
 
+# The row-panel layout's matrices (weights.py), as their comment in <p>_weights.c names them: torch's (rows, K)
+_PANEL_SHAPES = {"w_ih": "(4H, I_k)", "w_hh": "(4H, R)", "w_hr": "(P, H)"}
+
+
 def _weights_ctx(packed: Sequence[PackedCell], weights_dtype: str = "float32") -> list[dict]:
     cells = []
     for cell in packed:
         arrays = []
         for f in cell_fields(weights_dtype):
             arr = getattr(cell, f.name)
-            if arr is not None:
-                arrays.append(dict(field=f.name, shape=f.shape + " " + "x".join(map(str, arr.shape)), size=arr.size,
-                                   lines=_array_lines(arr), ctype=WEIGHT_CTYPES[weights_dtype] if f.matrix else "float"))
+            if arr is None:
+                continue
+            if cell.panel and f.name in _PANEL_SHAPES:
+                shape = f"{_PANEL_SHAPES[f.name]} in panels of {cell.panel} rows, each (K, rows), {arr.size} values"
+            else:
+                shape = f.shape + " " + "x".join(map(str, arr.shape))
+            arrays.append(dict(field=f.name, shape=shape, size=arr.size, lines=_array_lines(arr),
+                               ctype=WEIGHT_CTYPES[weights_dtype] if f.matrix else "float"))
         cells.append(dict(layer=cell.layer, direction=cell.direction, arrays=arrays, fields=[a["field"] for a in arrays]))
     return cells
 
@@ -573,6 +583,11 @@ def _activations(p: str, isa: str, vector: bool) -> list[dict]:
     return out
 
 
+# Terms per pass of the loop over k of a panel with named sums: its test and branch once per eight
+# terms (on a Cortex-M4 at -Os, 7 instructions of overhead per 128 MACs).
+PORTABLE_UNROLL = 8
+
+
 def kernel_context(program: ScheduledProgram, p: str) -> dict:
     """What kernels.j2 and the kernel parts of model.c.j2 need: the plan, spelled for C."""
     plan = program.plan
@@ -605,7 +620,14 @@ def kernel_context(program: ScheduledProgram, p: str) -> dict:
         activations=_activations(p, plan.isa, plan.vector),
         mrs=plan.mrs,
         kc=plan.kc,
+        panel=plan.panel,
     )
+    if not plan.vector:
+        # the panel heights of this model's matrices (4H rows of W_ih and W_hh, P of W_hr), largest first
+        spec = program.spec
+        ctx.update(panels=sorted({q for n in (4 * spec.hidden_size, spec.proj_size) for q in panel_rows(n, plan.panel)},
+                                 reverse=True), unroll=PORTABLE_UNROLL, named=plan.panel <= kernels.MAX_NAMED_PANEL,
+                   rows=kernels.PANEL_ROWS)
     if plan.vector:
         if not 1 <= plan.tiles1 <= nb or plan.nb1 != -(-nb // plan.tiles1):
             raise ValueError(f"one-row step of {nb} gate blocks: {plan.tiles1} tiles of up to {plan.nb1} do not fit")

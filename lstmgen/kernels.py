@@ -13,6 +13,21 @@ With vector width W the packed W_ih / W_hh / bias put the gates of W units side 
 holds the columns [i, f, g, o] of units b*W .. b*W+W-1 (see weights.py), so the four gate
 vectors of a unit block come out of one pass over W_hh and the cell runs on registers.
 
+The portable kernels are row-blocked dot products over weights packed in panels of `panel` rows
+(weights.py), each panel stored (K, rows): a panel's sums are held together while each input
+x[k] is loaded once for all its rows and their weights are read in order. Every output's sum
+runs over k in order from zero, one multiply-add per term, and its initial value (bias,
+input-projection gates) is added once at the end, whatever the panel, tile or batch. How a panel's
+sums are held depends on the core the C is for:
+  - panel <= MAX_NAMED_PANEL (static builds: microcontrollers, a scalar FPU): one named float per
+    row, registers, the loop over k unrolled by eight;
+  - larger panels (hosts: target=portable compiled by the Python runtime, or no vector width
+    divides H): an array the compiler vectorizes across the panel's rows, up to PANEL_ROWS rows
+    of the input sharing each weight load.
+Named sums on a vector host would leave the vectorizing to gcc's SLP pass, which handles them
+only in some shapes (a 2-3x slower kernel otherwise); an array of sums on a Cortex-M4 lives in
+memory (two more instructions per MAC).
+
 Math: `libm` calls expf/tanhf (bit-for-bit what the C library gives); `approx` replaces sigmoid
 and tanh with float32 code of their own (no libm, no double, vectorizable), built on one exp:
 
@@ -79,6 +94,16 @@ EXP_MAGIC = 12582912.0 + 127.0
 
 # Vector widths each ISA offers, widest first (floats per register).
 _WIDTHS = {"portable": (), "avx2": (8, 4), "avx512": (16, 8, 4), "neon": (4,)}
+# Rows per panel of the portable kernels. Static builds (microcontrollers): 16 sums in registers
+# fill half a Cortex-M4's 32 float registers, the other half holding the eight inputs of a pass
+# and a weight (2.1 instructions per MAC in the loop at -Os). Hosts: the sums of 256 rows (1 KiB per
+# row of the input, in L1) are long enough vectors that the loop over them runs at the load and
+# store ports' pace, PANEL_ROWS rows of the input sharing each weight load.
+STATIC_PANEL = 16
+HOST_PANEL = 256
+MAX_NAMED_PANEL = 16  # panels up to this many rows keep their sums in named floats (registers)
+MAX_PANEL = 1024  # rows per panel a plan may ask for (host panels: a (PANEL_ROWS, panel) array of sums on the stack)
+PANEL_ROWS = 4  # rows of the input per host panel tile
 # Architectural vector registers: decides how many rows one register tile holds.
 _REGISTERS = {"avx2": 16, "avx512": 32, "neon": 32}
 
@@ -95,6 +120,7 @@ class KernelPlan:
     ks: int = 1  # the recurrence's sum over k split into ks (1..4) interleaved partial sums (short chains)
     kc: int = 0  # K chunk for multi-row tiles: one block's (kc, 4 vw) weight panel stays in L1
     mrs: int = 0  # rows per register tile of the recurrence (mr / ks: ks partial sums each)
+    panel: int = 0  # portable kernels: weight rows per panel (weights.py; 0 with vw > 0)
 
     @property
     def unit_block(self) -> int:
@@ -179,22 +205,23 @@ def max_step_blocks(isa: str) -> int:
     return 4 if _REGISTERS.get(isa, 0) >= 32 else 2
 
 
-def plan(spec: LSTMSpec, isa: str, math: str) -> KernelPlan:
-    """Choose the kernels for a spec on an ISA (already resolved, see resolve_target)."""
+def plan(spec: LSTMSpec, isa: str, math: str, *, static: bool = False) -> KernelPlan:
+    """Choose the kernels for a spec on an ISA (already resolved, see resolve_target). static: a
+    static-memory build (the embedded folder), whose portable kernels are for a microcontroller."""
     if isa not in ISAS:
         raise ValueError(f"isa must be one of {ISAS}, got {isa!r}")
     check_math(math)
     H = spec.hidden_size
-    return plan_for_width(spec, isa, math, next((w for w in _WIDTHS[isa] if H % w == 0), 0))
+    return plan_for_width(spec, isa, math, next((w for w in _WIDTHS[isa] if H % w == 0), 0), static=static)
 
 
-def plan_for_width(spec: LSTMSpec, isa: str, math: str, vw: int) -> KernelPlan:
+def plan_for_width(spec: LSTMSpec, isa: str, math: str, vw: int, *, static: bool = False) -> KernelPlan:
     """The plan's heuristics for a given vector width (0: the portable scalar kernels)."""
     H = spec.hidden_size
     torch_acts = all(spec.direction_activations(d) == DEFAULT_ACTIVATIONS for d in range(spec.num_directions))
     vector_cell = bool(vw) and math == "approx" and torch_acts and not spec.peepholes and spec.clip is None and not spec.input_forget
     if not vw:
-        return KernelPlan(isa=isa, math=math, vw=0, mr=0, vector_cell=False)
+        return KernelPlan(isa=isa, math=math, vw=0, mr=0, vector_cell=False, panel=STATIC_PANEL if static else HOST_PANEL)
     regs = _REGISTERS[isa]
     nb = H // vw
     # One-row step: W_hh streams through once, in tiles of up to 4 gate blocks (16 accumulators;

@@ -120,12 +120,14 @@ class Model:
         self._forward = artifact.entry("forward")
         self._workspace_floats = artifact.entry("workspace_floats")
         self._step = artifact.entry("step")
-        unit_block = artifact.program.unit_block  # the packed layout these kernels read
+        unit_block, panel = artifact.program.unit_block, artifact.program.panel  # the packed layout these kernels read
         if isinstance(weights, (list, tuple)):
             packed = list(weights)
             cells, linears = split_packed(packed)
             if any(cell.unit_block != unit_block for cell in cells):
                 raise ValueError(f"packed weights have unit_block {[c.unit_block for c in cells]}; these kernels read unit_block={unit_block}")
+            if any(cell.panel != panel for cell in cells):
+                raise ValueError(f"packed weights have panel {[c.panel for c in cells]}; these kernels read panel={panel}")
             wd = artifact.program.schedule.weights
             if any(cell.weights_dtype != wd for cell in cells):
                 raise ValueError(f"packed weights hold {sorted({c.weights_dtype for c in cells})} matrices; these kernels read {wd}")
@@ -133,7 +135,7 @@ class Model:
             if [lin.index for lin in linears] != want:
                 raise ValueError(f"packed weights hold head Linears at {[lin.index for lin in linears]}; this spec's head has them at {want}")
         else:
-            packed = pack(spec, weights, allow_nonfinite=allow_nonfinite, unit_block=unit_block,
+            packed = pack(spec, weights, allow_nonfinite=allow_nonfinite, unit_block=unit_block, panel=panel,
                           weights_dtype=artifact.program.schedule.weights)
         self._packed = packed  # keeps the arrays alive while C holds pointers into them
         self._sizes: dict[tuple[int, int], int] = {}  # (T, B) -> workspace floats, memory checked

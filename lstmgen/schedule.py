@@ -3,7 +3,8 @@
 Input: `ir.Program` (from `ir.lower`), a `Schedule` (time loop, fixed lengths, chunk, target ISA,
 math) and optional kernel-plan overrides. Output: `ScheduledProgram` — everything codegen, the
 runtime and the embedded folder read, decided once here: the validated schedule, the kernel plan
-(vector width, register tiles, K chunk, partial sums; kernels.plan's heuristics unless overridden),
+(vector width, register tiles, K chunk, partial sums, the portable kernels' panel rows; kernels.plan's
+heuristics unless overridden),
 the weight layout it implies, the workspace's memory plan, and the symbolic sizes (time window,
 workspace floats) that Python evaluates and the C prints from the same formula (sizes.py).
 """
@@ -92,7 +93,7 @@ def check_schedule(spec: LSTMSpec, schedule: Schedule) -> None:
 
 # Plan fields a caller may set (`plan={...}` on compile/generate); the others follow from the
 # schedule (isa, math) or from these (vector_cell, nb1).
-PLAN_KNOBS = ("vw", "mr", "mrs", "tiles1", "ks", "kc")
+PLAN_KNOBS = ("vw", "mr", "mrs", "tiles1", "ks", "kc", "panel")
 MAX_PARTIAL_SUMS = 4  # ks values the recurrence kernels implement (added pairwise: codegen._pairwise)
 # Rows per register tile and gate blocks per one-row tile the emitter can name (c{row}{block}{vector});
 # past the architectural registers a tile is legal, only slower (the compiler spills).
@@ -104,7 +105,8 @@ def make_plan(spec: LSTMSpec, schedule: Schedule, overrides: Mapping[str, Any] |
 
     Overrides exist so tests can sweep every tile shape and show the outputs do not change
     (only ks, the number of partial sums, changes the order of additions)."""
-    plan = kernels.plan(spec, schedule.target, schedule.math)
+    static = schedule.max_batch is not None  # a static-memory (embedded) build: portable kernels for a microcontroller
+    plan = kernels.plan(spec, schedule.target, schedule.math, static=static)
     if not overrides:
         return plan
     if not isinstance(overrides, Mapping):
@@ -123,14 +125,19 @@ def make_plan(spec: LSTMSpec, schedule: Schedule, overrides: Mapping[str, Any] |
             raise ValueError(f"plan: vw={vw} is not a vector width of {schedule.target} (widths: {widths or 'none'}; 0 = scalar kernels)")
         if vw and H % vw:
             raise ValueError(f"plan: vw={vw} does not divide hidden_size={H}")
-        base = kernels.plan_for_width(spec, schedule.target, schedule.math, vw)
+        base = kernels.plan_for_width(spec, schedule.target, schedule.math, vw, static=static)
     else:
         base = plan
     if not base.vw:
-        extra = sorted(set(overrides) - {"vw"})
+        extra = sorted(set(overrides) - {"vw", "panel"})
         if extra:
             raise ValueError(f"plan: {', '.join(extra)} apply to vector kernels only (vw={base.vw})")
-        return base
+        panel = overrides.get("panel", base.panel)
+        if not 1 <= panel <= kernels.MAX_PANEL:
+            raise ValueError(f"plan: panel must be in 1..{kernels.MAX_PANEL} (rows per panel of the portable kernels), got {panel}")
+        return dataclasses.replace(base, panel=panel)
+    if "panel" in overrides:
+        raise ValueError(f"plan: panel applies to the portable kernels only (vw={base.vw}; vw=0 selects them)")
     nb = H // base.vw
     ks = overrides.get("ks", base.ks)
     if not 1 <= ks <= MAX_PARTIAL_SUMS:
@@ -305,6 +312,11 @@ class ScheduledProgram:
         """The packed weight layout the kernels read (units per gate block; 0 = torch's order)."""
         return self.plan.unit_block
 
+    @property
+    def panel(self) -> int:
+        """The portable kernels' packed layout: weight rows per panel (0 for the vector kernels)."""
+        return self.plan.panel
+
     def sizes(self, prefix: str = "lstm") -> Sizes:
         """The symbolic sizes, naming the C macros and helpers of `prefix` (the values do not
         depend on it)."""
@@ -334,7 +346,11 @@ class ScheduledProgram:
     def describe_plan(self) -> str:
         p = self.plan
         if not p.vector:
-            return f"kernels: {p.isa} scalar (no vector width divides H = {self.spec.hidden_size}), math={p.math}"
+            why = "portable C" if p.isa == "portable" else f"no vector width divides H = {self.spec.hidden_size}"
+            held = ("named floats (registers of a scalar FPU)" if p.panel <= kernels.MAX_NAMED_PANEL else
+                    f"an array vectorized across the rows, {kernels.PANEL_ROWS} input rows sharing each weight load")
+            return (f"kernels: {p.isa} scalar ({why}), math={p.math}\n"
+                    f"  row-blocked dot products: weights in panels of {p.panel} rows, each (K, rows); the sums {held}")
         nb = self.spec.hidden_size // p.vw
         return (f"kernels: {p.isa} vw={p.vw} (gate blocks NB={nb}, weights packed {p.vw} units per block), math={p.math}, "
                 f"{'vector' if p.vector_cell else 'scalar'} cell\n"

@@ -22,8 +22,16 @@ Vector kernels (kernels.py) read a gate-blocked variant, `unit_block` = U > 0 un
 
 so one pass over a block's panel yields the four gate vectors of U units. unit_block = 0 is the
 plain layout above (one block holding all H units, in torch's order). w_hr and w_ph never change.
-Gate-blocked arrays (and w_hr with them) start on a 64-byte boundary, so no vector load of the
-kernels straddles two cache lines (numpy alone only promises 16 bytes).
+
+The portable kernels (kernels.py, vw = 0) read a row-panel layout instead, `panel` = Q > 0 rows
+per panel: the rows of W (N, K) in torch's order (N = 4H for w_ih and w_hh, P for w_hr), cut into
+panels of Q consecutive rows, the last N % Q rows forming one smaller panel (`panel_rows`). A
+panel of q rows starting at row n0 is stored (K, q) at offset n0 * K of a flat array:
+
+    w[n0 * K + k * q + r] = W[n0 + r, k]      (r < q)
+
+so a panel's dot products load each input x[k] once for its q rows and read their weights in
+order. Nothing is padded: each array holds N * K floats. bias and w_ph keep torch's order.
 
 Low-precision weights (`weights_dtype`, kernels.WEIGHT_DTYPES): w_ih, w_hh and w_hr are stored
 as float16 (np.float16 bits, viewed as uint16), bfloat16 (the top 16 bits of each float32, rounded
@@ -67,6 +75,7 @@ class PackedCell:
     w_hr: np.ndarray | None  # (H, P) float32
     w_ph: np.ndarray | None  # (3H,) float32
     unit_block: int = 0  # 0: torch gate order; U > 0: gate-blocked layout (see above)
+    panel: int = 0  # Q > 0: w_ih, w_hh and w_hr in Q-row panels, flat (see above)
     s_ih: np.ndarray | None = None  # int8 weights: float32 scale per output column of w_ih
     s_hh: np.ndarray | None = None
     s_hr: np.ndarray | None = None
@@ -303,17 +312,40 @@ def _blocked(gates_first: np.ndarray, unit_block: int) -> np.ndarray:
     return aligned_copy(gates_first.reshape(4, H // U, U, K).transpose(1, 3, 0, 2).reshape(H // U, K, 4 * U))
 
 
+def panel_rows(n: int, panel: int) -> list[int]:
+    """Rows of each panel of an n-row matrix in the `panel`-row layout (see above), in order:
+    n // panel panels of `panel` rows, then one of the n % panel left (n = 40, panel = 16:
+    [16, 16, 8])."""
+    return [panel] * (n // panel) + ([n % panel] if n % panel else [])
+
+
+def _panelled(rows_first: np.ndarray, panel: int) -> np.ndarray:
+    """(N, K) in torch's row order -> the flat row-panel layout (N * K,) (see above)."""
+    N, K = rows_first.shape
+    out = np.empty(N * K, dtype=rows_first.dtype)
+    n0 = 0
+    for q in panel_rows(N, panel):
+        out[n0 * K:(n0 + q) * K] = rows_first[n0:n0 + q].T.ravel()  # (K, q)
+        n0 += q
+    return out
+
+
 def pack(spec: LSTMSpec, weights: Mapping[str, Any], *, allow_nonfinite: bool = False,
-         unit_block: int = 0, weights_dtype: str = "float32") -> list[PackedCell | PackedLinear]:
+         unit_block: int = 0, panel: int = 0, weights_dtype: str = "float32") -> list[PackedCell | PackedLinear]:
     """State-dict weights -> kernel layout, one PackedCell per (layer, direction), in order l*D+d,
     then one PackedLinear per Linear of the head (none without a head).
 
     unit_block: 0 for the plain transposed layout, or U > 0 dividing hidden_size for the
     gate-blocked layout the vector kernels read (kernels.KernelPlan.unit_block).
+    panel: 0, or Q > 0 rows per panel for the row-panel layout the portable kernels read
+    (kernels.KernelPlan.panel; needs unit_block = 0).
     weights_dtype: how w_ih, w_hh and w_hr are stored (quantize); the head stays float32."""
     if isinstance(unit_block, bool) or not isinstance(unit_block, int) or unit_block < 0 or (
             unit_block and spec.hidden_size % unit_block):
         raise ValueError(f"unit_block must be 0 or a positive divisor of hidden_size={spec.hidden_size}, got {unit_block!r}")
+    if isinstance(panel, bool) or not isinstance(panel, int) or panel < 0 or (panel and unit_block):
+        raise ValueError(f"panel must be an int >= 0, and 0 with a gate-blocked unit_block, got {panel!r} "
+                         f"(unit_block={unit_block})")
     w = check_weights(spec, weights, allow_nonfinite=allow_nonfinite)
     cells = []
     for layer in range(spec.num_layers):
@@ -330,12 +362,18 @@ def pack(spec: LSTMSpec, weights: Mapping[str, Any], *, allow_nonfinite: bool = 
                 folded = w[f"bias_ih_{s}"].astype(np.float64) + w[f"bias_hh_{s}"].astype(np.float64)
                 bias = folded.astype(np.float32)
             s_ih, s_hh = q["weight_ih_"][1], q["weight_hh_"][1]
+            w_hr = None
             if unit_block:
                 w_ih, w_hh = _blocked(q["weight_ih_"][0], unit_block), _blocked(q["weight_hh_"][0], unit_block)
                 bias = _blocked(bias, unit_block) if bias is not None else None
                 s_ih, s_hh = (None, None) if s_ih is None else (_blocked(s_ih, unit_block), _blocked(s_hh, unit_block))
+                w_hr = aligned_copy(t("weight_hr_")) if spec.proj_size else None
+            elif panel:
+                w_ih, w_hh = _panelled(q["weight_ih_"][0], panel), _panelled(q["weight_hh_"][0], panel)
+                w_hr = _panelled(q["weight_hr_"][0], panel) if spec.proj_size else None
             else:
                 w_ih, w_hh = t("weight_ih_"), t("weight_hh_")
+                w_hr = t("weight_hr_") if spec.proj_size else None
             cells.append(
                 PackedCell(
                     layer=layer,
@@ -343,9 +381,10 @@ def pack(spec: LSTMSpec, weights: Mapping[str, Any], *, allow_nonfinite: bool = 
                     w_ih=w_ih,
                     w_hh=w_hh,
                     bias=bias,
-                    w_hr=(aligned_copy(t("weight_hr_")) if unit_block else t("weight_hr_")) if spec.proj_size else None,
+                    w_hr=w_hr,
                     w_ph=w[f"weight_ph_{s}"] if spec.peepholes else None,
                     unit_block=unit_block,
+                    panel=panel,
                     s_ih=s_ih,
                     s_hh=s_hh,
                     s_hr=q["weight_hr_"][1] if spec.proj_size else None,

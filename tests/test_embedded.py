@@ -80,10 +80,12 @@ def test_weight_floats_formula_counts_the_packed_arrays(shape):
     spec = lstmgen.LSTMSpec(**shape)
     w = lstmgen.random_weights(spec)
     H = spec.hidden_size
-    for unit_block in [0] + [u for u in (1, 2, 4, 8) if H % u == 0]:  # the gate-blocked layouts hold as many floats
-        cells = pack(spec, w, unit_block=unit_block)
+    layouts = [dict(unit_block=u) for u in (0, 1, 2, 4, 8) if not u or H % u == 0]
+    layouts += [dict(panel=q) for q in (1, 3, 16, 256)]
+    for layout in layouts:  # the gate-blocked and row-panel layouts hold as many floats
+        cells = pack(spec, w, **layout)
         counted = sum(a.size for c in cells for a in (c.w_ih, c.w_hh, c.bias, c.w_hr, c.w_ph) if a is not None)
-        assert embedded.weight_floats(spec) == counted, unit_block
+        assert embedded.weight_floats(spec) == counted, layout
     files = embedded.embedded_sources(spec, w, prefix="m", seq_len=5, selftest=False)
     fp = embedded.footprint(embedded.embedded_program(spec, seq_len=5))
     written = sum(int(n) for n in re.findall(r"^static const float m_\w+\[(\d+)\]", files["m_weights.c"], re.M))

@@ -15,7 +15,7 @@ from conftest import need_tool
 
 import lstmgen
 from lstmgen import kernels, reference
-from lstmgen.weights import pack
+from lstmgen.weights import pack, panel_rows
 
 NATIVE = kernels.native_isa()
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Wdouble-promotion", "-Wconversion", "-Werror", "-O2"]
@@ -142,6 +142,30 @@ def test_gate_blocked_packing_layout():
     for bad in (3, -1, True, 2.0):
         with pytest.raises(ValueError, match="unit_block"):
             pack(spec, w, unit_block=bad)
+
+
+def test_row_panel_packing_layout():
+    """The portable kernels' layout: Q-row panels, the last N % Q rows in one more, each (K, rows)."""
+    spec = lstmgen.LSTMSpec(input_size=3, hidden_size=5, proj_size=3)
+    w = lstmgen.random_weights(spec, seed=1)
+    assert panel_rows(20, 8) == [8, 8, 4] and panel_rows(16, 8) == [8, 8] and panel_rows(3, 8) == [3]
+    (cell,) = pack(spec, w, panel=8)
+    assert cell.panel == 8 and cell.unit_block == 0
+    for packed, W in ((cell.w_ih, w["weight_ih_l0"]), (cell.w_hh, w["weight_hh_l0"]), (cell.w_hr, w["weight_hr_l0"])):
+        N, K = W.shape
+        assert packed.shape == (N * K,)  # no padding
+        n0 = 0
+        for q in panel_rows(N, 8):
+            for r in range(q):
+                np.testing.assert_array_equal(packed[n0 * K + np.arange(K) * q + r], W[n0 + r])
+            n0 += q
+    (plain,) = pack(spec, w)
+    np.testing.assert_array_equal(cell.bias, plain.bias)
+    for bad in (-1, True, 2.0):
+        with pytest.raises(ValueError, match="panel"):
+            pack(spec, w, panel=bad)
+    with pytest.raises(ValueError, match="panel"):
+        pack(spec, w, panel=8, unit_block=5)
 
 
 def _generated(tmp_path, isa: str, math: str, name: str) -> str:

@@ -94,6 +94,65 @@ def test_width_and_partial_sums_stay_within_tolerance(ov):
     assert np.array_equal(_bits(steps), _bits(y))  # stream and forward agree bit for bit
 
 
+# portable kernels: (spec, panels to try); every panel height and both sum forms (named floats up to
+# kernels.MAX_NAMED_PANEL rows, an array past it) give the same bits
+PORTABLE_SWEEPS = {
+    "h5-proj": (dict(input_size=3, hidden_size=5, proj_size=3), [1, 3, 4, 16, 17, 256]),
+    "h64-2layers": (dict(input_size=9, hidden_size=64, num_layers=2), [5, 8, 16, 64, 1000]),
+    "h7-bidir": (dict(input_size=4, hidden_size=7, bidirectional=True, bias=False), [2, 16, 28, 64]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PORTABLE_SWEEPS))
+def test_portable_panels_give_identical_bits(name):
+    kw, panels = PORTABLE_SWEEPS[name]
+    spec = lstmgen.LSTMSpec(**kw)
+    w = lstmgen.random_weights(spec, seed=3)
+    base = lstmgen.compile(spec, w, target="portable", math="libm")
+    assert base.program.plan.panel == kernels.HOST_PANEL
+    x, hx, want = _run(base, spec)
+    ry, (rh, rc) = reference.lstm_forward(spec, w, x, hx)
+    assert max(np.abs(want[0] - ry).max(), np.abs(want[1] - rh).max(), np.abs(want[2] - rc).max()) < 1e-5
+    for panel in panels:
+        model = lstmgen.compile(spec, w, target="portable", math="libm", plan=dict(panel=panel))
+        assert model.program.plan.panel == panel and all(c.panel == panel for c in model.packed_weights)
+        _, _, got = _run(model, spec)
+        _same_bits(got, want)
+
+
+def test_portable_schedules_and_panels_agree():
+    """Unrolled and chunked runs on named-sum (16) and array (256) panels: the bits of the looped run."""
+    spec = lstmgen.LSTMSpec(input_size=6, hidden_size=9, num_layers=2, proj_size=5)
+    w = lstmgen.random_weights(spec, seed=4)
+    x, hx, want = _run(lstmgen.compile(spec, w, target="portable", math="approx"), spec)
+    for panel in (16, 256):
+        for kw in (dict(time_loop="unrolled", seq_len=x.shape[0]), dict(chunk=3)):
+            model = lstmgen.compile(spec, w, target="portable", math="approx", plan=dict(panel=panel), **kw)
+            y, (h, c) = model(x, hx)
+            _same_bits((y, h, c), want[:3])
+
+
+def test_static_builds_plan_panels_for_a_microcontroller():
+    """The embedded (static) schedule gets the named-float panels; the layout follows the plan."""
+    spec = lstmgen.LSTMSpec(input_size=3, hidden_size=64)
+    assert build_program(spec, Schedule(target="portable", chunk=4, max_batch=1)).plan.panel == kernels.STATIC_PANEL
+    assert build_program(spec, Schedule(target="portable")).plan.panel == kernels.HOST_PANEL
+    assert build_program(spec, Schedule(target="portable"), plan=dict(panel=16)).panel == 16
+    assert "panels of 16 rows" in build_program(spec, Schedule(target="portable", chunk=4, max_batch=1)).describe_plan()
+    assert build_program(spec, Schedule(target="avx512")).panel == 0  # the vector kernels' layout is gate-blocked
+
+
+@pytest.mark.parametrize("ov, target, match", [
+    (dict(panel=0), "portable", "panel must be in"),
+    (dict(panel=kernels.MAX_PANEL + 1), "portable", "panel must be in"),
+    (dict(panel=16), "avx512", "portable kernels only"),
+    (dict(panel=16, mr=2), "portable", "vector kernels only"),
+])
+def test_bad_panel_overrides_are_refused(ov, target, match):
+    with pytest.raises(ValueError, match=match):
+        build_program(lstmgen.LSTMSpec(input_size=3, hidden_size=64), Schedule(target=target), plan=ov)
+
+
 def test_default_plan_is_kernels_plan_and_inspect_shows_it():
     spec = lstmgen.LSTMSpec(input_size=3, hidden_size=64)
     sp = build_program(spec, Schedule(target="avx512", math="approx"))
@@ -141,4 +200,4 @@ def test_overrides_need_vector_kernels_and_a_mapping():
         build_program(lstmgen.LSTMSpec(input_size=3, hidden_size=24), Schedule(target="avx512"), plan=dict(vw=16))
     with pytest.raises(TypeError, match="dict"):
         build_program(spec, Schedule(target="avx512"), plan=[("mr", 2)])
-    assert set(PLAN_KNOBS) == {"vw", "mr", "mrs", "tiles1", "ks", "kc"}
+    assert set(PLAN_KNOBS) == {"vw", "mr", "mrs", "tiles1", "ks", "kc", "panel"}

@@ -37,8 +37,11 @@ extern "C" {
  * state h is (L*D, B, R) and c is (L*D, B, H), indexed layer * D + direction.
  */
 /* Weights of one (layer, direction) in the layout the kernels read (see weights.py):
- *   w_ih (I_k, 4H): W_ih transposed; w_hh (R, 4H): W_hh transposed; bias (4H): b_ih + b_hh;
- *   w_hr (H, P): W_hr transposed; w_ph (3H): peepholes i, f, o. Unused pointers may be NULL. */
+ *   w_ih: W_ih (4H, I_k), w_hh: W_hh (4H, R) and w_hr: W_hr (P, H) in row panels of 16 rows (the last
+ *   N % 16 rows in panels of the powers of two below 16, largest first): the panel of q rows
+ *   starting at row n0 is stored (K, q) at offset n0 * K, w[n0 * K + k * q + r] = W[n0 + r][k]
+ *   (weights.pack(..., panel=16)); bias (4H): b_ih + b_hh; w_ph (3H): peepholes i, f, o.
+ *   Unused pointers may be NULL. */
 typedef struct bidir_proj_cell_weights {
     const float *w_ih;
     const float *w_hh;

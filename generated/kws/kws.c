@@ -81,64 +81,104 @@ static inline float kws_tanh(float x)
 
 
 
-/* c (M, N) += a (M, K) . w (K, N); rows of a are lda floats apart, rows of c ldc.
- * Four rows share each load of w; the inner loop is an AXPY over contiguous N. */
-static void kws_gemm_acc(int64_t M, int32_t N, int32_t K, const float *restrict a, int64_t lda,
-    const float *restrict w, float *restrict c, int64_t ldc)
+/* c[r] = (sum_k a[k] * w[k * 16 + r]) + init[r] for r < 16: one panel of 16 weight rows, stored (K, 16)
+ * (weights.py). Each row's sum is a named float (a register) that runs over k in order from zero,
+ * one multiply-add per term; init (bias, input-projection gates; may be c) is added once at the
+ * end. Each a[k] is loaded once for the 16 rows, 8 terms to a pass of the loop. */
+static void kws_dot16(int32_t K, const float *restrict a, const float *restrict w, const float *init,
+    float *c)
 {
-    int64_t m = 0;
-    for (; m + 4 <= M; m += 4) {
-        const float *a0 = a + m * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
-        float *restrict c0 = c + m * ldc;
-        float *restrict c1 = c0 + ldc;
-        float *restrict c2 = c1 + ldc;
-        float *restrict c3 = c2 + ldc;
-        for (int32_t k = 0; k < K; ++k) {
-            const float s0 = a0[k], s1 = a1[k], s2 = a2[k], s3 = a3[k];
-            const float *restrict wk = w + (int64_t)k * N;
-            for (int32_t n = 0; n < N; ++n) {
-                const float wv = wk[n];
-                c0[n] += s0 * wv;
-                c1[n] += s1 * wv;
-                c2[n] += s2 * wv;
-                c3[n] += s3 * wv;
-            }
-        }
+    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f, s4 = 0.0f, s5 = 0.0f, s6 = 0.0f, s7 = 0.0f;
+    float s8 = 0.0f, s9 = 0.0f, s10 = 0.0f, s11 = 0.0f, s12 = 0.0f, s13 = 0.0f, s14 = 0.0f, s15 = 0.0f;
+    const float *const end = a + K;
+    if (K >= 8) {
+        do { /* terms a[0 .. 7] */
+            const float x0 = a[0], x1 = a[1], x2 = a[2], x3 = a[3], x4 = a[4], x5 = a[5], x6 = a[6], x7 = a[7];
+            s0 += x0 * w[0]; s1 += x0 * w[1]; s2 += x0 * w[2]; s3 += x0 * w[3];
+            s4 += x0 * w[4]; s5 += x0 * w[5]; s6 += x0 * w[6]; s7 += x0 * w[7];
+            s8 += x0 * w[8]; s9 += x0 * w[9]; s10 += x0 * w[10]; s11 += x0 * w[11];
+            s12 += x0 * w[12]; s13 += x0 * w[13]; s14 += x0 * w[14]; s15 += x0 * w[15];
+            s0 += x1 * w[16]; s1 += x1 * w[17]; s2 += x1 * w[18]; s3 += x1 * w[19];
+            s4 += x1 * w[20]; s5 += x1 * w[21]; s6 += x1 * w[22]; s7 += x1 * w[23];
+            s8 += x1 * w[24]; s9 += x1 * w[25]; s10 += x1 * w[26]; s11 += x1 * w[27];
+            s12 += x1 * w[28]; s13 += x1 * w[29]; s14 += x1 * w[30]; s15 += x1 * w[31];
+            s0 += x2 * w[32]; s1 += x2 * w[33]; s2 += x2 * w[34]; s3 += x2 * w[35];
+            s4 += x2 * w[36]; s5 += x2 * w[37]; s6 += x2 * w[38]; s7 += x2 * w[39];
+            s8 += x2 * w[40]; s9 += x2 * w[41]; s10 += x2 * w[42]; s11 += x2 * w[43];
+            s12 += x2 * w[44]; s13 += x2 * w[45]; s14 += x2 * w[46]; s15 += x2 * w[47];
+            s0 += x3 * w[48]; s1 += x3 * w[49]; s2 += x3 * w[50]; s3 += x3 * w[51];
+            s4 += x3 * w[52]; s5 += x3 * w[53]; s6 += x3 * w[54]; s7 += x3 * w[55];
+            s8 += x3 * w[56]; s9 += x3 * w[57]; s10 += x3 * w[58]; s11 += x3 * w[59];
+            s12 += x3 * w[60]; s13 += x3 * w[61]; s14 += x3 * w[62]; s15 += x3 * w[63];
+            s0 += x4 * w[64]; s1 += x4 * w[65]; s2 += x4 * w[66]; s3 += x4 * w[67];
+            s4 += x4 * w[68]; s5 += x4 * w[69]; s6 += x4 * w[70]; s7 += x4 * w[71];
+            s8 += x4 * w[72]; s9 += x4 * w[73]; s10 += x4 * w[74]; s11 += x4 * w[75];
+            s12 += x4 * w[76]; s13 += x4 * w[77]; s14 += x4 * w[78]; s15 += x4 * w[79];
+            s0 += x5 * w[80]; s1 += x5 * w[81]; s2 += x5 * w[82]; s3 += x5 * w[83];
+            s4 += x5 * w[84]; s5 += x5 * w[85]; s6 += x5 * w[86]; s7 += x5 * w[87];
+            s8 += x5 * w[88]; s9 += x5 * w[89]; s10 += x5 * w[90]; s11 += x5 * w[91];
+            s12 += x5 * w[92]; s13 += x5 * w[93]; s14 += x5 * w[94]; s15 += x5 * w[95];
+            s0 += x6 * w[96]; s1 += x6 * w[97]; s2 += x6 * w[98]; s3 += x6 * w[99];
+            s4 += x6 * w[100]; s5 += x6 * w[101]; s6 += x6 * w[102]; s7 += x6 * w[103];
+            s8 += x6 * w[104]; s9 += x6 * w[105]; s10 += x6 * w[106]; s11 += x6 * w[107];
+            s12 += x6 * w[108]; s13 += x6 * w[109]; s14 += x6 * w[110]; s15 += x6 * w[111];
+            s0 += x7 * w[112]; s1 += x7 * w[113]; s2 += x7 * w[114]; s3 += x7 * w[115];
+            s4 += x7 * w[116]; s5 += x7 * w[117]; s6 += x7 * w[118]; s7 += x7 * w[119];
+            s8 += x7 * w[120]; s9 += x7 * w[121]; s10 += x7 * w[122]; s11 += x7 * w[123];
+            s12 += x7 * w[124]; s13 += x7 * w[125]; s14 += x7 * w[126]; s15 += x7 * w[127];
+            a += 8;
+            w += 128;
+        } while (end - a >= 8);
     }
-    for (; m < M; ++m) {
-        const float *ar = a + m * lda;
-        float *restrict cr = c + m * ldc;
-        for (int32_t k = 0; k < K; ++k) {
-            const float av = ar[k];
-            const float *restrict wk = w + (int64_t)k * N;
-            for (int32_t n = 0; n < N; ++n) {
-                cr[n] += av * wk[n];
-            }
+    for (; a != end; ++a, w += 16) { /* the last K % 8 terms */
+        const float x = *a;
+        s0 += x * w[0]; s1 += x * w[1]; s2 += x * w[2]; s3 += x * w[3];
+        s4 += x * w[4]; s5 += x * w[5]; s6 += x * w[6]; s7 += x * w[7];
+        s8 += x * w[8]; s9 += x * w[9]; s10 += x * w[10]; s11 += x * w[11];
+        s12 += x * w[12]; s13 += x * w[13]; s14 += x * w[14]; s15 += x * w[15];
+    }
+    c[0] = s0 + init[0]; c[1] = s1 + init[1]; c[2] = s2 + init[2]; c[3] = s3 + init[3];
+    c[4] = s4 + init[4]; c[5] = s5 + init[5]; c[6] = s6 + init[6]; c[7] = s7 + init[7];
+    c[8] = s8 + init[8]; c[9] = s9 + init[9]; c[10] = s10 + init[10]; c[11] = s11 + init[11];
+    c[12] = s12 + init[12]; c[13] = s13 + init[13]; c[14] = s14 + init[14]; c[15] = s15 + init[15];
+}
+
+/* c (M, N) = a (M, K) . W^T + init for W (N, K) in panels of 16 rows, the last N % 16 rows in
+ * one more (weights.py): panel n0 starts n0 * K floats into w. Rows of a are lda floats apart, rows
+ * of init init_ld (0: one row for all), rows of c ldc; init may be c itself (init_ld = ldc). Each
+ * c[m][n] = (sum_k a[m][k] W[n][k]) + init[m][n], the sum over k in order from zero. K >= 1. */
+static void kws_gemm(int64_t M, int32_t N, int32_t K, const float *restrict a, int64_t lda,
+    const float *restrict w, const float *init, int64_t init_ld, float *c, int64_t ldc)
+{
+    for (int64_t m = 0; m < M; ++m) {
+        const float *am = a + m * lda, *im = init + m * init_ld;
+        float *cm = c + m * ldc;
+        int32_t n0 = 0;
+        for (; n0 + 16 <= N; n0 += 16) {
+            kws_dot16(K, am, w + (int64_t)n0 * K, im + n0, cm + n0);
         }
     }
 }
 
-/* The parallel part. gx (Tw, B, G) = bias + a (Tw, B, K) . W_ih^T for every row at once. */
+/* The parallel part. gx (Tw, B, G) = a (Tw, B, K) . W_ih^T + bias for every row at once: each gate
+ * row's sum over k, then its bias. */
 static void kws_project(int32_t Tw, int32_t B, int32_t K, const float *a, int64_t a_st, int64_t a_sb,
     const float *restrict w_ih, const float *restrict bias, float *restrict gx)
 {
     const int64_t rows = (int64_t)Tw * B;
-    for (int64_t r = 0; r < rows; ++r) {
-        float *restrict gr = gx + r * KWS_GATES;
-        if (bias != NULL) {
-            memcpy(gr, bias, sizeof(float) * KWS_GATES);
-        } else {
-            memset(gr, 0, sizeof(float) * KWS_GATES);
-        }
+    if (bias == NULL) {
+        memset(gx, 0, sizeof(float) * (size_t)rows * KWS_GATES); /* no bias: add zeros */
     }
     if (a_st == (int64_t)B * a_sb) {
         /* time-major and dense: all Tw*B rows form one matrix */
-        kws_gemm_acc(rows, KWS_GATES, K, a, a_sb, w_ih, gx, KWS_GATES);
+        kws_gemm(rows, KWS_GATES, K, a, a_sb, w_ih, bias != NULL ? bias : gx, bias != NULL ? 0 : KWS_GATES, gx,
+            KWS_GATES);
     } else {
         /* batch-first: the Tw rows of each batch row are dense */
         for (int32_t b = 0; b < B; ++b) {
-            kws_gemm_acc(Tw, KWS_GATES, K, a + (int64_t)b * a_sb, a_st, w_ih, 
-                gx + (int64_t)b * KWS_GATES, (int64_t)B * KWS_GATES);
+            float *gb = gx + (int64_t)b * KWS_GATES;
+            kws_gemm(Tw, KWS_GATES, K, a + (int64_t)b * a_sb, a_st, w_ih, bias != NULL ? bias : gb,
+                bias != NULL ? 0 : (int64_t)B * KWS_GATES, gb, (int64_t)B * KWS_GATES);
         }
     }
 }
@@ -178,7 +218,8 @@ static void kws_recur_v0(const kws_cell_weights *restrict w, float *restrict gx,
         const int32_t tl = reverse ? Tw - 1 - s : s;
         {
             float *restrict g = gx + (int64_t)(tl) * B * KWS_GATES; /* (B, 4H) */
-            kws_gemm_acc(B, KWS_GATES, KWS_OUTPUT_SIZE, h, KWS_OUTPUT_SIZE, w->w_hh, g, KWS_GATES);
+            /* gates = (h . W_hh^T) + g: each gate row's sum over h first, then the projected input */
+            kws_gemm(B, KWS_GATES, KWS_OUTPUT_SIZE, h, KWS_OUTPUT_SIZE, w->w_hh, g, KWS_GATES, g, KWS_GATES);
             for (int32_t b = 0; b < B; ++b) {
                 float *o = out + (int64_t)(tl) * out_st + (int64_t)b * out_sb;
                 if (lengths != NULL && t0 + (tl) >= lengths[b]) {

@@ -101,8 +101,9 @@ def weight_floats(spec: LSTMSpec) -> int:
         w_ih (I_k, 4H) + w_hh (R, 4H) + bias (4H, b_ih + b_hh folded) + w_hr (H, P) + w_ph (3H)
 
     (bias only with bias=True, w_hr only with a projection, w_ph only with peepholes). The
-    gate-blocked layout, (NB, I_k, 4U) with NB * U = H, reorders the same elements: the count
-    depends on the spec alone, so no weight is packed or formatted to know it. A head adds its
+    gate-blocked layout, (NB, I_k, 4U) with NB * U = H, and the portable kernels' row panels
+    (weights.panel_rows: no padding) reorder the same elements: the count depends on the spec
+    alone, so no weight is packed or formatted to know it. A head adds its
     Linears' weight (out, in) and bias (out) as they are."""
     H, R, P, D = spec.hidden_size, spec.output_size, spec.proj_size, spec.num_directions
     per_cell = 4 * H * R + (4 * H if spec.bias else 0) + H * P + (3 * H if spec.peepholes else 0)
