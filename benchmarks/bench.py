@@ -400,7 +400,7 @@ def measure_config(cfg: Config, peers: tuple[str, ...], quick: bool, workdir: st
         else:
             timed_calls(fn, reps[name])
     step_n = 100 if quick else 1000
-    for name, fn in step_calls.items():
+    for fn in step_calls.values():  # warm-up
         if isinstance(fn, Harness):
             fn.ask("step 10 1000")
         else:

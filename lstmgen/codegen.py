@@ -21,9 +21,9 @@ import jinja2
 import numpy as np
 
 from . import __version__, kernels
-from .kernels import WEIGHT_CTYPES
 from .abi import ERRORS, HEAD_FIELD_NAMES, HEAD_FIELDS, cell_fields
 from .ir import Head, Recurrence
+from .kernels import WEIGHT_CTYPES
 from .schedule import WINDOW_FLOATS, ScheduledProgram, batch_offset
 from .spec import Activation
 from .weights import PackedCell, PackedLinear, panel_rows, split_packed
@@ -415,7 +415,9 @@ _GUARDS = {
 # steps r + r (1 - b r) on the FMA ports: one after AVX-512's 14-bit rcp14, two after AVX2's
 # 12-bit rcp, whose single step leaves 3.2 ulp and a -0.35 ulp bias in sigmoid) or "div" (the
 # divider). Measured on Zen 5 (bench.py --quick): AVX-512 division is as fast as rcp14 + one
-# step, equally accurate, and gives sigmoid(-inf) = 0 where rcp14 gives 6e-39. NEON divides.
+# step, equally accurate, and gives sigmoid(-inf) = 0 where rcp14 gives 6e-39. On Zen 3 the AVX2
+# divider beats rcp + two steps on the cell's dependency chain too (a microbenchmark of one step
+# h -> gates -> c -> h: 40 ns against 48), and is correctly rounded. NEON divides.
 X86_RECIP = {"avx512": "div", "avx2": "div"}
 
 

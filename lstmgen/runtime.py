@@ -23,13 +23,13 @@ from typing import Any
 import numpy as np
 
 from .abi import FIELD_NAMES, HEAD_FIELD_NAMES, error_text
-
-# numpy dtype (without byte order) -> the C element type of a weight array
-_CTYPES = {"f4": "float", "u2": "uint16_t", "i1": "int8_t"}
 from .build import Artifact
 from .schedule import Schedule, ScheduledProgram
 from .spec import DEFAULT_ACTIVATIONS, LSTMSpec
 from .weights import PackedCell, PackedLinear, as_numpy, pack, split_packed
+
+# numpy dtype (without byte order) -> the C element type of a weight array
+_CTYPES = {"f4": "float", "u2": "uint16_t", "i1": "int8_t"}
 
 _INT32_MAX = 2**31 - 1
 _F32 = np.dtype(np.float32)

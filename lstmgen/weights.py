@@ -354,7 +354,7 @@ def pack(spec: LSTMSpec, weights: Mapping[str, Any], *, allow_nonfinite: bool = 
 
             q = {m: quantize(w[f"{m}{s}"], weights_dtype, f"{m}{s}") for m in _MATRICES if f"{m}{s}" in w}
 
-            def t(name: str) -> np.ndarray:
+            def t(name: str, q: dict = q) -> np.ndarray:
                 return np.ascontiguousarray(q[name][0].T)
 
             bias = None

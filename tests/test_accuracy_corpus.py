@@ -14,7 +14,6 @@ import inspect
 import os
 
 import numpy as np
-import pytest
 from conftest import need_module
 
 import lstmgen

@@ -27,12 +27,11 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import need_module
 
 import lstmgen
 from lstmgen import reference
 from lstmgen.weights import QuantizedMatrix, _blocked, dequantized_weights, quantize
-
-from conftest import need_module
 
 CASES = [
     dict(input_size=6, hidden_size=16, num_layers=2),

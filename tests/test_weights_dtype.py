@@ -9,13 +9,12 @@ import subprocess
 
 import numpy as np
 import pytest
+from conftest import need_module
 
 import lstmgen
 from lstmgen import kernels, reference
 from lstmgen.embedded import embedded_sources, report
 from lstmgen.weights import dequantize, dequantized_weights, quantize, random_weights
-
-from conftest import need_module
 
 DTYPES = ("float16", "bfloat16", "int8")
 TARGETS = ["portable"] + ([kernels.native_isa()] if kernels.native_isa() != "portable" else [])
@@ -140,9 +139,8 @@ def test_embedded_folder_self_test_passes_and_flash_shrinks(tmp_path, dtype, cc=
 
 @pytest.mark.parametrize("isa", ["portable", "avx2", "avx512", "neon"])
 def test_generated_c_of_every_dtype_and_isa_is_warning_free(tmp_path, isa):
-    from test_kernels import STRICT, X86_FLAGS
-
     from conftest import need_tool
+    from test_kernels import STRICT, X86_FLAGS
     cc = need_tool("gcc") if isa != "neon" else need_tool("aarch64-linux-gnu-gcc")
     clang = need_tool("clang")
     arch = [] if isa != "neon" else ["--target=aarch64-linux-gnu"]
@@ -160,9 +158,8 @@ def test_generated_c_of_every_dtype_and_isa_is_warning_free(tmp_path, isa):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_neon_dtype_kernels_under_qemu(tmp_path, dtype):
-    from test_kernels import MAIN
-
     from conftest import need_tool
+    from test_kernels import MAIN
     cc = need_tool("aarch64-linux-gnu-gcc")
     qemu = need_tool("qemu-aarch64")
     spec = lstmgen.LSTMSpec(input_size=3, hidden_size=12, num_layers=2, proj_size=5)  # 3 gate blocks of 4

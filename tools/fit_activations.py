@@ -209,7 +209,6 @@ def exp32(y: np.ndarray, coeffs) -> np.ndarray:
 def final_coefficients(x: np.ndarray | None = None, t: float = TANH_SMALL, deg_q: int = TANH_DEG) -> dict:
     """The float32 coefficients kernels.py carries (EXP_P, TANH_Q, TANH_SMALL), printed as C99
     hex floats, and (given a sweep x) the error of the forms built from them."""
-    ln2 = math.log(2)
     p = expm1_poly()
     q = [float(F(c)) for c in tanh_odd_poly(t, deg_q)]
     print(f"EXP_P = {hexes(p)}  # e^r = 1 + r + r^2 / 2 + r^3 q(r) on [-ln2/2, ln2/2], q minimax for e^r - 1")

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..abi import WARN_FLAGS, entry_points
-from ..kernels import MATH_NOTES
 from ..build import BuildError
 from ..codegen import check_prefix
+from ..kernels import MATH_NOTES
 from ..weights import check_weights, random_weights
 from .folder import embedded_sources
 from .footprint import check_static_size, footprint
