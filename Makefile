@@ -5,7 +5,7 @@ VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EXTRAS := $(VENV)/.extras
 
-.PHONY: venv demo test generate lint bench limits sanitize fuzz clean
+.PHONY: venv demo test generate lint bench accuracy limits sanitize fuzz clean
 
 # The venv with lstmgen installed editable plus the test tools; rebuilt when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -49,6 +49,13 @@ fuzz: $(STAMP)
 # Not part of make test: tests never time things. `make bench BENCH_ARGS=--quick` for a quick look.
 bench: $(STAMP)
 	$(VPY) benchmarks/bench.py $(BENCH_ARGS)
+
+# Float32 error against float64 torch on long sequences (issue 11): trained, adversarial and
+# trained-like models at T = 100 .. 10000, B = 1 and 4, for lstmgen's default math, libm, torch
+# float32 and onnxruntime; prints the README's accuracy table (about 5 minutes). Needs torch and
+# onnxruntime (make test's extras). `make accuracy ACCURACY_ARGS=--quick` for a quick look.
+accuracy: $(EXTRAS)
+	$(VPY) benchmarks/accuracy/run.py $(ACCURACY_ARGS)
 
 # Why the one-row recurrence step takes what it takes here: activation and FMA latency, and the
 # step's time and W_hh bandwidth for H = 16 .. 512 (benchmarks/limits.py; under a minute).

@@ -8,10 +8,21 @@ For each config, in one interleaved run (round-robin over the peers, medians aft
     numpy          a vectorized float32 numpy LSTM (one GEMM for the input part, then the steps)
     torch          torch.nn.LSTM in eval mode, torch.set_num_threads(1)
     onnxruntime    the torch model exported to ONNX, 1 intra-op thread (when it exports)
+    lstmgen C <dt> <p>_forward in C as above with weights_dtype = float16, bfloat16 or int8 (the
+                   weight matrices in that dtype, state and sums float32), one harness each
+    torch qint8    torch.ao.quantization.quantize_dynamic(nn.Sequential(lstm), {nn.LSTM},
+    torch float16  dtype=torch.qint8 / torch.float16)[0]: torch's dynamically quantised LSTM, 1 thread
 
-and for the streaming configs the latency of one step: <p>_step in C, Stream.step from Python,
-torch.nn.LSTMCell (one per layer) stepped from Python. FLOPs per layer, direction, step and
-batch row: 2*4H*(I_k+R) + 2*P*H. The fp32 FMA peak of this core comes from benchmarks/peak.c.
+and for the streaming configs the latency of one step: <p>_step in C (every weights_dtype),
+Stream.step from Python, torch.nn.LSTMCell (one per layer) stepped from Python. FLOPs per layer,
+direction, step and batch row: 2*4H*(I_k+R) + 2*P*H. The fp32 FMA peak of this core comes from
+benchmarks/peak.c.
+
+Errors: max_abs_diff_vs_lstmgen is each peer's output vs lstmgen's float32 Python model (do they
+compute the same LSTM?); max_abs_err_vs_float64 is each peer's output vs reference.py, a float64
+run of the float32-weight model (what a low-precision weight or an int8 activation costs). The
+lstmgen C rows' outputs are read back from the harness itself (its `dump` command); a <p>_step row's
+error is its dtype's forward error (the step computes the same bits, tests/test_weights_dtype.py).
 
     python benchmarks/bench.py            # everything (a few minutes); writes benchmarks/results.json
     python benchmarks/bench.py --quick    # few reps, for iterating; writes bench_out/results-quick.json
@@ -47,6 +58,7 @@ sys.path.insert(0, ROOT)
 
 import lstmgen  # noqa: E402
 from lstmgen import build as lg_build  # noqa: E402
+from lstmgen import reference  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -74,15 +86,31 @@ class Config:
 CONFIGS = [
     Config("tiny_stream", 1, 16, 0, 1, False, 1, 4096, stream=True),
     Config("kws", 40, 64, 0, 2, False, 1, 100, stream=True),
-    Config("medium", 128, 256, 0, 2, False, 1, 256),
+    Config("medium", 128, 256, 0, 2, False, 1, 256, stream=True),  # streaming: the issue 15 step goal
     Config("large_bidir_proj", 256, 512, 128, 2, True, 1, 256),
     Config("batch", 256, 256, 0, 1, False, 32, 128),
 ]
-PEERS = ("lstmgen_c", "lstmgen_py", "numpy", "torch", "onnxruntime")
-STEP_PEERS = ("lstmgen_c_step", "stream_step", "torch_cell")
+BASE_PEERS = ("lstmgen_c", "lstmgen_py", "numpy", "torch", "onnxruntime")  # the summary table's columns
+DTYPES = ("float16", "bfloat16", "int8")  # lstmgen's low-precision weights_dtype values
+DTYPE_PEERS = tuple(f"lstmgen_c_{d}" for d in DTYPES)
+TORCH_Q_PEERS = ("torch_qint8", "torch_float16")
+PEERS = BASE_PEERS + DTYPE_PEERS + TORCH_Q_PEERS
+STEP_PEERS = ("lstmgen_c_step", "stream_step", "torch_cell") + tuple(f"lstmgen_c_step_{d}" for d in DTYPES)
 LABELS = {"lstmgen_c": "lstmgen C", "lstmgen_py": "lstmgen py", "numpy": "numpy", "torch": "torch 1t",
           "onnxruntime": "onnxruntime 1t", "lstmgen_c_step": "<p>_step (C)", "stream_step": "stream.step (py)",
-          "torch_cell": "torch LSTMCell (py)"}
+          "torch_cell": "torch LSTMCell (py)", "torch_qint8": "torch qint8 1t", "torch_float16": "torch float16 1t",
+          **{f"lstmgen_c_{d}": f"lstmgen C {d}" for d in DTYPES},
+          **{f"lstmgen_c_step_{d}": f"<p>_step (C) {d}" for d in DTYPES}}
+# (weights_dtype, lstmgen C peer, its <p>_step peer, the torch peer of that dtype) for the dtype tables
+DTYPE_ROWS = (("float32", "lstmgen_c", "lstmgen_c_step", "torch"),
+              ("float16", "lstmgen_c_float16", "lstmgen_c_step_float16", "torch_float16"),
+              ("bfloat16", "lstmgen_c_bfloat16", "lstmgen_c_step_bfloat16", None),
+              ("int8", "lstmgen_c_int8", "lstmgen_c_step_int8", "torch_qint8"))
+
+
+def c_peer(dtype: str, step: bool = False) -> str:
+    """The name of the lstmgen C peer (or its <p>_step peer) for one weights_dtype."""
+    return ("lstmgen_c_step" if step else "lstmgen_c") + ("" if dtype == "float32" else f"_{dtype}")
 
 
 # ---- peers --------------------------------------------------------------------------------------
@@ -129,28 +157,44 @@ def numpy_lstm(spec: lstmgen.LSTMSpec, weights: dict[str, np.ndarray]) -> Callab
 
 
 class Harness:
-    """benchmarks/harness.c built against the generated C of one config, driven over a pipe."""
+    """benchmarks/harness.c built against the generated C of one config and weights_dtype, driven
+    over a pipe."""
 
-    def __init__(self, cfg: Config, workdir: str, model=None, x: np.ndarray | None = None):
+    def __init__(self, cfg: Config, workdir: str, model=None, x: np.ndarray | None = None,
+                 weights_dtype: str = "float32"):
         spec = cfg.spec
-        src = os.path.join(workdir, cfg.name)
-        lstmgen.generate(spec, None, src, prefix="bench", target="native", math="approx")
+        self.cfg = cfg
+        self.src = src = os.path.join(workdir, cfg.name if weights_dtype == "float32" else f"{cfg.name}-{weights_dtype}")
+        lstmgen.generate(spec, None, src, prefix="bench", target="native", math="approx", weights_dtype=weights_dtype)
         exe = os.path.join(src, "harness")
         cc = os.environ.get("CC", "cc")
-        cmd = [cc, *lg_build.compile_flags("native"), "-I", src, os.path.join(HERE, "harness.c"),
-               os.path.join(src, "bench.c"), "-lm", "-o", exe]
+        cmd = [cc, *lg_build.compile_flags("native"), *(["-DHARNESS_INT8_SCALES"] if weights_dtype == "int8" else []),
+               "-I", src, os.path.join(HERE, "harness.c"), os.path.join(src, "bench.c"), "-lm", "-o", exe]
         subprocess.run(cmd, check=True)
         args = [exe, str(cfg.T), str(cfg.B)]
         if model is not None and x is not None:  # the very weights and input of the Python model
+            if model.schedule.weights != weights_dtype:
+                raise ValueError(f"the model holds {model.schedule.weights} weights, the harness reads {weights_dtype}")
             blob = os.path.join(src, "data.bin")
             with open(blob, "wb") as fh:
                 fh.write(np.ascontiguousarray(x, np.float32).tobytes())
-                for cell in model.packed_weights:
+                for cell in model.packed_weights:  # each array in its own dtype, as the C struct types it
                     for arr in (cell.w_ih, cell.w_hh, cell.bias, cell.w_hr):
                         if arr is not None:
-                            fh.write(np.ascontiguousarray(arr, np.float32).tobytes())
+                            fh.write(np.ascontiguousarray(arr).tobytes())
+                    if weights_dtype == "int8":
+                        for arr in (cell.s_ih, cell.s_hh, cell.s_hr):
+                            if arr is not None:
+                                fh.write(np.ascontiguousarray(arr, np.float32).tobytes())
             args.append(blob)
         self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+
+    def outputs(self) -> np.ndarray:
+        """y of the last forward, read back from the harness: (T, B, D*R) float32."""
+        path = os.path.join(self.src, "y.bin")
+        self.ask(f"dump {path}")
+        cfg = self.cfg
+        return np.fromfile(path, np.float32).reshape(cfg.T, cfg.B, cfg.spec.num_directions * cfg.spec.output_size)
 
     def ask(self, line: str) -> list[float]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -192,6 +236,17 @@ def export_onnx(module, x_t) -> bytes:
     return buf.getvalue()
 
 
+def torch_quantized(torch, lstm, dtype):
+    """torch's dynamically quantised LSTM of `lstm` (quantize_dynamic swaps children only, so the
+    LSTM goes in a Sequential: quantize_dynamic(lstm, ...) would give back the float LSTM itself)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice
+        q = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(lstm), {torch.nn.LSTM}, dtype=dtype)[0]
+    if not type(q).__module__.startswith("torch.ao.nn.quantized.dynamic"):
+        raise RuntimeError(f"quantize_dynamic left a {type(q).__name__}")
+    return q.eval()
+
+
 # ---- measuring ----------------------------------------------------------------------------------
 
 
@@ -217,18 +272,27 @@ def measure_config(cfg: Config, peers: tuple[str, ...], quick: bool, workdir: st
 
     model = lstmgen.compile(spec, weights, prefix="bench")
     ref = model(x)[0]
+    ref64 = reference.lstm_forward(spec, weights, x)[0]  # float64, the float32 weights: the error's origin
+    c_outputs: dict[str, np.ndarray] = {}  # lstmgen C peers' y, read back from their harness
     if "lstmgen_py" in peers:
         calls["lstmgen_py"] = lambda: model(x)
         outputs["lstmgen_py"] = ref
-    if "lstmgen_c" in peers or (cfg.stream and "lstmgen_c_step" in peers):
-        harness = Harness(cfg, workdir, model, x)
+    harnesses: dict[str, Harness] = {}  # weights_dtype -> its harness
+    for dtype in ("float32", *DTYPES):
+        if not (c_peer(dtype) in peers or (cfg.stream and c_peer(dtype, step=True) in peers)):
+            continue
+        m = model if dtype == "float32" else lstmgen.compile(spec, weights, prefix="bench", weights_dtype=dtype)
+        want = ref if dtype == "float32" else m(x)[0]
+        harness = Harness(cfg, workdir, m, x, weights_dtype=dtype)
         cleanup.append(harness.close)
+        harnesses[dtype] = harness
         harness.ask("forward 1")
         checksum = harness.ask("check")[0]
-        if abs(checksum - float(ref.astype(np.float64).sum())) > 1e-3 * max(1.0, abs(checksum)):
-            raise RuntimeError(f"{cfg.name}: the C harness computes {checksum}, the Python model {ref.sum()}")
-    if "lstmgen_c" in peers:
-        calls["lstmgen_c"] = harness  # type: ignore[assignment]
+        if abs(checksum - float(want.astype(np.float64).sum())) > 1e-3 * max(1.0, abs(checksum)):
+            raise RuntimeError(f"{cfg.name} ({dtype}): the C harness computes {checksum}, the Python model {want.sum()}")
+        c_outputs[c_peer(dtype)] = harness.outputs()
+        if c_peer(dtype) in peers:
+            calls[c_peer(dtype)] = harness  # type: ignore[assignment]
     if "numpy" in peers:
         np_run = numpy_lstm(spec, weights)
         outputs["numpy"] = np_run(x)
@@ -266,7 +330,26 @@ def measure_config(cfg: Config, peers: tuple[str, ...], quick: bool, workdir: st
             except Exception as exc:  # the exporter refuses some models (e.g. proj_size)
                 first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 notes["onnxruntime"] = "cannot export: " + first.split(". ")[0].replace("Unsupported: ", "")[:80]
+        for peer, qdtype in (("torch_qint8", torch.qint8), ("torch_float16", torch.float16)):
+            if peer not in peers:
+                continue
+            try:
+                qlstm = torch_quantized(torch, lstm, qdtype)
+                with torch.inference_mode():
+                    outputs[peer] = qlstm(xt)[0].numpy()
+            except Exception as exc:  # torch's dynamic LSTM refuses some models (e.g. proj_size)
+                first = (str(exc).splitlines() or [type(exc).__name__])[0]
+                notes[peer] = ("torch's dynamic LSTM has no proj_size" if cfg.P else "fails: " + first[:80])
+                continue
+
+            def q_call(qlstm=qlstm):
+                with torch.inference_mode():
+                    return qlstm(xt)
+            calls[peer] = q_call
     errors = {k: float(np.abs(np.asarray(v).reshape(ref.shape) - ref).max()) for k, v in outputs.items()}
+    errors.update({k: float(np.abs(v - ref).max()) for k, v in c_outputs.items()})
+    errors64 = {k: float(np.abs(np.asarray(v, np.float64).reshape(ref64.shape) - ref64).max())
+                for k, v in {**outputs, **c_outputs}.items()}
 
     # step latency peers
     step_calls: dict[str, Callable[[], object]] = {}
@@ -275,8 +358,10 @@ def measure_config(cfg: Config, peers: tuple[str, ...], quick: bool, workdir: st
             stream = model.stream(batch=cfg.B)
             x_t = x[0]
             step_calls["stream_step"] = lambda: stream.step(x_t)
-        if "lstmgen_c_step" in peers:
-            step_calls["lstmgen_c_step"] = harness  # type: ignore[assignment]
+        for dtype, harness in harnesses.items():
+            if c_peer(dtype, step=True) in peers:
+                step_calls[c_peer(dtype, step=True)] = harness  # type: ignore[assignment]
+                errors64[c_peer(dtype, step=True)] = errors64[c_peer(dtype)]  # the same bits as forward
         if "torch_cell" in peers and torch is not None:
             cells = []
             for layer in range(cfg.L):
@@ -298,8 +383,8 @@ def measure_config(cfg: Config, peers: tuple[str, ...], quick: bool, workdir: st
     # budget: rounds x reps per peer, so that each peer gets ~`per_peer` seconds
     est = {}
     for name, fn in calls.items():
-        if name == "lstmgen_c":
-            est[name] = min(harness.ask("forward 3")) * 1e-9
+        if isinstance(fn, Harness):
+            est[name] = min(fn.ask("forward 3")) * 1e-9
         else:
             est[name] = min(timed_calls(fn, 3)) * 1e-9
     per_peer = seconds if seconds is not None else (0.6 if quick else 5.0)
@@ -310,14 +395,14 @@ def measure_config(cfg: Config, peers: tuple[str, ...], quick: bool, workdir: st
     step_samples: dict[str, list[float]] = {k: [] for k in step_calls}
     # warm-up
     for name, fn in calls.items():
-        if name == "lstmgen_c":
-            harness.ask(f"forward {reps[name]}")
+        if isinstance(fn, Harness):
+            fn.ask(f"forward {reps[name]}")
         else:
             timed_calls(fn, reps[name])
     step_n = 100 if quick else 1000
     for name, fn in step_calls.items():
-        if name == "lstmgen_c_step":
-            harness.ask("step 10 1000")
+        if isinstance(fn, Harness):
+            fn.ask("step 10 1000")
         else:
             timed_calls(fn, step_n)
     order = list(calls)
@@ -325,19 +410,23 @@ def measure_config(cfg: Config, peers: tuple[str, ...], quick: bool, workdir: st
     for r in range(rounds):
         rot = order[r % len(order):] + order[:r % len(order)] if order else []
         for name in rot:
-            if name == "lstmgen_c":
-                samples[name] += harness.ask(f"forward {reps[name]}")
+            fn = calls[name]
+            if isinstance(fn, Harness):
+                samples[name] += fn.ask(f"forward {reps[name]}")
             else:
                 samples[name] += timed_calls(calls[name], reps[name])
         srot = step_order[r % len(step_order):] + step_order[:r % len(step_order)] if step_order else []
         for name in srot:
-            if name == "lstmgen_c_step":
-                step_samples[name] += harness.ask(f"step {step_n // 10} 100")
+            fn = step_calls[name]
+            if isinstance(fn, Harness):
+                step_samples[name] += fn.ask(f"step {step_n // 10} 100")
             else:
                 step_samples[name] += timed_calls(step_calls[name], step_n)
     for fn in cleanup:
         fn()
     result = dict(config=cfg.__dict__, flops=cfg.flops, notes=notes, max_abs_diff_vs_lstmgen=errors,
+                  max_abs_err_vs_float64=errors64,
+                  weight_bytes={dtype: _weight_bytes(spec, dtype) for dtype in ("float32", *DTYPES)},
                   forward_ms={k: float(np.median(v)) * 1e-6 for k, v in samples.items()},
                   forward_ms_min={k: float(np.min(v)) * 1e-6 for k, v in samples.items()},
                   samples={k: len(v) for k, v in samples.items()},
@@ -346,6 +435,16 @@ def measure_config(cfg: Config, peers: tuple[str, ...], quick: bool, workdir: st
     log(f"  {cfg.name}: " + ", ".join(f"{LABELS[k]} {v:.3f} ms" for k, v in result["forward_ms"].items())
         + ("; " + ", ".join(f"{LABELS[k]} {v:.3f} us" for k, v in result["step_us"].items()) if step_samples else ""))
     return result
+
+
+def _weight_bytes(spec: lstmgen.LSTMSpec, dtype: str) -> int:
+    """Bytes of the weight matrices W_ih, W_hh, W_hr in dtype, with int8's float32 row scales."""
+    size = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}[dtype]
+    total = 0
+    for name, shape in spec.weight_shapes().items():
+        if name.startswith(("weight_ih_", "weight_hh_", "weight_hr_")):
+            total += size * int(np.prod(shape)) + (4 * shape[0] if dtype == "int8" else 0)
+    return total
 
 
 def measure_swap(quick: bool, seconds: float | None, log) -> dict | None:
@@ -397,7 +496,7 @@ def measure_peak(workdir: str) -> dict:
 def summary(results: list[dict], peak: float) -> str:
     """One row per config: every peer's median ms, lstmgen's GFLOP/s and share of peak, and how many
     times faster lstmgen (in C) is than each of the others."""
-    others = [p for p in PEERS if p not in ("lstmgen_c", "lstmgen_py")]
+    others = [p for p in BASE_PEERS if p not in ("lstmgen_c", "lstmgen_py")]
     head = ["config", "lstmgen C ms", "lstmgen py ms", *(f"{LABELS[p]} ms" for p in others), "GFLOP/s (C)", "% of peak",
             *(f"x vs {LABELS[p]}" for p in others)]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
@@ -409,6 +508,52 @@ def summary(results: list[dict], peak: float) -> str:
         cells += [f"{gf:.1f}" if base else "-", f"{100 * gf / peak:.0f}%" if base else "-"]
         cells += [f"{ms[p] / base:.2f}" if base and p in ms else "n/a" for p in others]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _ratio(r: float) -> str:
+    return f"{r:.2f}" if r >= 0.1 else f"{r:.3f}"
+
+
+def _err(res: dict, peer: str | None) -> str:
+    e = res.get("max_abs_err_vs_float64", {}).get(peer) if peer else None
+    return "-" if e is None else f"{e:.1e}"
+
+
+def dtype_tables(results: list[dict]) -> str:
+    """Per config and weights_dtype: lstmgen C's median next to its float32 build and to torch's
+    model of that dtype (torch fp32, quantize_dynamic float16 / qint8), with every row's error vs
+    the float64 run of the float32-weight model; then the same for <p>_step."""
+    lines = ["| config | weights | KiB | lstmgen C ms | x lstmgen float32 | error | torch peer | torch ms | error | "
+             "lstmgen / torch |", "|---|---|---:|---:|---:|---:|---|---:|---:|---:|"]
+    for res in results:
+        ms, name = res["forward_ms"], res["config"]["name"]
+        base = ms.get("lstmgen_c")
+        for dtype, peer, _, tpeer in DTYPE_ROWS:
+            if peer not in ms and (tpeer is None or tpeer not in ms):
+                continue
+            size = res.get("weight_bytes", {}).get(dtype)  # the weight matrices (and int8's scales)
+            cells = [name, dtype, (f"{size / 1024:.1f}" if size < 102400 else f"{size / 1024:.0f}") if size else "-"]
+            cells += [f"{ms[peer]:.3f}" if peer in ms else "-",
+                      f"{ms[peer] / base:.2f}" if peer in ms and base else "-", _err(res, peer)]
+            if tpeer is None:
+                cells += ["-", "-", "-", "-"]
+            elif tpeer in ms:
+                cells += [LABELS[tpeer], f"{ms[tpeer]:.3f}", _err(res, tpeer),
+                          _ratio(ms[peer] / ms[tpeer]) if peer in ms else "-"]
+            else:
+                cells += [LABELS[tpeer], res["notes"].get(tpeer, "-"), "-", "-"]
+            lines.append("| " + " | ".join(cells) + " |")
+    steps = [r for r in results if any(p in r["step_us"] for _, _, p, _ in DTYPE_ROWS)]
+    if steps:
+        lines += ["", "| config | weights | <p>_step us (median) | x float32 step | error |", "|---|---|---:|---:|---:|"]
+        for res in steps:
+            us, base = res["step_us"], res["step_us"].get("lstmgen_c_step")
+            for dtype, _, speer, _ in DTYPE_ROWS:
+                if speer in us:
+                    lines.append(f"| {res['config']['name']} | {dtype} | {us[speer]:.3f} | "
+                                 f"{us[speer] / base:.2f} | {_err(res, speer)} |" if base else
+                                 f"| {res['config']['name']} | {dtype} | {us[speer]:.3f} | - | {_err(res, speer)} |")
     return "\n".join(lines)
 
 
@@ -434,6 +579,10 @@ def tables(results: list[dict], peak: float) -> str:
                 if peer in us:
                     ratio = f"{us[peer] / base:.1f}x" if base else ""
                     lines.append(f"| {res['config']['name']} | {LABELS[peer]} | {us[peer]:.3f} | {1000 * us[peer]:.0f} | {ratio} |")
+    low = dtype_tables(results)
+    if low.count("\n") > 1:  # a row beyond the header
+        lines += ["", "Weights dtype (error: max abs vs a float64 run of the float32-weight model; a <p>_step "
+                  "row's is its dtype's forward error, the same bits):", "", low]
     return "\n".join(lines)
 
 

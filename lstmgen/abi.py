@@ -19,21 +19,35 @@ class WeightField:
 
     name: str
     shape: str
-    needed_when: str  # "always" | "bias" | "proj_size" | "peepholes"
+    needed_when: str  # "always" | "bias" | "proj_size" | "peepholes" | "proj_size int8" | "int8"
+    matrix: bool = False  # stored in the schedule's weights dtype (the rest is always float32)
 
-    def needed(self, spec: object) -> bool:
-        return self.needed_when == "always" or bool(getattr(spec, self.needed_when))
+    def needed(self, spec: object, weights_dtype: str = "float32") -> bool:
+        words = self.needed_when.split()
+        if "int8" in words and weights_dtype != "int8":
+            return False
+        return all(w in ("always", "int8") or bool(getattr(spec, w)) for w in words)
 
 
 # In struct order: the runtime, the weights file and the embedded pointer table follow it.
+# s_ih, s_hh, s_hr: with int8 weights, the float32 scale of each output column (w = q * s).
 WEIGHT_FIELDS = (
-    WeightField("w_ih", "(I_k, 4H)", "always"),
-    WeightField("w_hh", "(R, 4H)", "always"),
+    WeightField("w_ih", "(I_k, 4H)", "always", matrix=True),
+    WeightField("w_hh", "(R, 4H)", "always", matrix=True),
     WeightField("bias", "(4H)", "bias"),
-    WeightField("w_hr", "(H, P)", "proj_size"),
+    WeightField("w_hr", "(H, P)", "proj_size", matrix=True),
     WeightField("w_ph", "(3H)", "peepholes"),
+    WeightField("s_ih", "(4H)", "int8"),
+    WeightField("s_hh", "(4H)", "int8"),
+    WeightField("s_hr", "(P)", "proj_size int8"),
 )
 FIELD_NAMES = tuple(f.name for f in WEIGHT_FIELDS)
+
+
+def cell_fields(weights_dtype: str = "float32") -> tuple[WeightField, ...]:
+    """The fields `<p>_cell_weights` has for a weights dtype: the scales only with int8 (so a
+    float32 model's struct is what it always was)."""
+    return tuple(f for f in WEIGHT_FIELDS if weights_dtype == "int8" or "int8" not in f.needed_when.split())
 
 # A model with a head has `<p>_linear_weights head[K]` after the cells in `<p>_weights`: one per
 # Linear of spec.head, in head order (torch's head.{i}.weight and head.{i}.bias, untransposed).

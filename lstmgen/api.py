@@ -21,7 +21,7 @@ from typing import Any
 from . import build as _build
 from . import kernels
 from .codegen import Sources, check_prefix, render
-from .importers import from_torch
+from .importers import from_torch, quantized_weights_dtype
 from .output import write_files
 from .runtime import Model
 from .schedule import PLAN_KNOBS, Schedule, ScheduledProgram, build_program, make_plan
@@ -34,10 +34,11 @@ __all__ = ["as_spec", "compile", "from_torch", "generate", "generate_sources", "
 
 
 def make_schedule(time_loop: str = "looped", seq_len: int | None = None, chunk: int = 0,
-                  target: str = "portable", math: str = "libm") -> Schedule:
+                  target: str = "portable", math: str = "approx", weights_dtype: str = "float32") -> Schedule:
     """A Schedule; target 'native' is resolved here to this host's vector ISA (kernels.py)."""
     return Schedule(time_loop=time_loop, seq_len=seq_len, chunk=chunk,  # type: ignore[arg-type]
-                    target=kernels.resolve_target(target), math=kernels.check_math(math))
+                    target=kernels.resolve_target(target), math=kernels.check_math(math),
+                    weights=kernels.check_weights_dtype(weights_dtype))
 
 
 def _is_torch_module(obj: Any) -> bool:
@@ -47,7 +48,8 @@ def _is_torch_module(obj: Any) -> bool:
 
 def compile(spec: Any, weights: Mapping[str, Any] | None = None, *, prefix: str = "lstm", time_loop: str = "looped",
             seq_len: int | None = None, chunk: int = 0, target: str = "native", math: str = "approx",
-            allow_nonfinite: bool = False, plan: Mapping[str, Any] | None = None) -> Model:
+            allow_nonfinite: bool = False, plan: Mapping[str, Any] | None = None,
+            weights_dtype: str | None = None) -> Model:
     """Lower -> render C -> build with cffi (cached) -> load. Returns a Model callable like nn.LSTM.
 
     The weights are passed to C as pointers at call time, so every weight set of a shape and
@@ -57,23 +59,34 @@ def compile(spec: Any, weights: Mapping[str, Any] | None = None, *, prefix: str 
     plan: optional overrides of the kernel plan's tile shapes, e.g. {"mr": 4, "tiles1": 2}
     (schedule.PLAN_KNOBS; `lstmgen inspect` shows the default plan). Every tile shape gives the
     same bits; `ks` (partial sums of the recurrence) changes the order of additions.
+    weights_dtype: 'float32', 'float16', 'bfloat16' or 'int8' (per-row scales): how the
+    weight matrices are stored; state, activations and sums stay float32 (weights.quantize).
+    None (default) is 'float32', except for a torch dynamically quantised module, whose own dtype
+    it keeps: 'int8' for quantize_dynamic(..., dtype=torch.qint8) (torch's int8 values and
+    scales, not requantised), 'float16' for dtype=torch.float16. Any other choice is honoured
+    (e.g. 'float32' runs the dequantised weights exactly, twice the bytes of float16 and four times
+    int8's). For (spec, weights) from from_torch(qmodule), pass weights_dtype='int8' to keep
+    torch's int8 values (the default there is float32 on the dequantised values).
     `spec` may also be a torch.nn.LSTM module (weights then come from it: compile(net.lstm)).
     """
     if _is_torch_module(spec):
         if weights is not None:
             raise TypeError("compile(module) takes the weights from the torch module; drop the weights argument")
+        if weights_dtype is None:
+            weights_dtype = quantized_weights_dtype(spec)
         spec, weights = from_torch(spec)
     elif weights is None:
         raise TypeError("compile needs weights (a state_dict-named mapping), or a torch.nn.LSTM module in place of the spec")
     spec = as_spec(spec)
     check_prefix(prefix)
-    schedule = make_schedule(time_loop, seq_len, chunk, target, math)
+    schedule = make_schedule(time_loop, seq_len, chunk, target, math, weights_dtype or "float32")
     if target != "native" and not kernels.host_runs(schedule.target):
         raise ValueError(f"target={target!r}: this machine cannot run {schedule.target} code "
                          f"(its compiler offers {kernels.native_isa()!r}); use target='native' or 'portable'")
     program = build_program(spec, schedule, plan=plan)
     # validate and pack before any build work
-    packed = pack(spec, weights, allow_nonfinite=allow_nonfinite, unit_block=program.unit_block, panel=program.panel)
+    packed = pack(spec, weights, allow_nonfinite=allow_nonfinite, unit_block=program.unit_block, panel=program.panel,
+                  weights_dtype=program.schedule.weights)
     return Model(_artifact(program, prefix, target), packed)
 
 
@@ -129,34 +142,38 @@ def rebuild_artifact(spec: LSTMSpec, schedule: Schedule, plan: Mapping[str, Any]
 
 def generate_sources(spec: Any, weights: Mapping[str, Any] | None = None, *, prefix: str = "lstm",
                      time_loop: str = "looped", seq_len: int | None = None, chunk: int = 0,
-                     target: str = "portable", math: str = "libm", allow_nonfinite: bool = False,
-                     plan: Mapping[str, Any] | None = None) -> Sources:
+                     target: str = "portable", math: str = "approx", allow_nonfinite: bool = False,
+                     plan: Mapping[str, Any] | None = None, weights_dtype: str = "float32") -> Sources:
     """The C of `generate` as {filename: text}, without writing it."""
     spec = as_spec(spec)
-    program = build_program(spec, make_schedule(time_loop, seq_len, chunk, target, math), plan=plan)
-    packed = (pack(spec, weights, allow_nonfinite=allow_nonfinite, unit_block=program.unit_block, panel=program.panel)
-              if weights is not None else None)
+    program = build_program(spec, make_schedule(time_loop, seq_len, chunk, target, math, weights_dtype), plan=plan)
+    packed = (pack(spec, weights, allow_nonfinite=allow_nonfinite, unit_block=program.unit_block, panel=program.panel,
+                   weights_dtype=program.schedule.weights) if weights is not None else None)
     return render(program, prefix, packed)
 
 
 def schedule_for(spec: Any, *, time_loop: str = "looped", seq_len: int | None = None, chunk: int = 0,
-                 target: str = "portable", math: str = "libm", plan: Mapping[str, Any] | None = None) -> ScheduledProgram:
+                 target: str = "portable", math: str = "approx", plan: Mapping[str, Any] | None = None,
+                 weights_dtype: str = "float32") -> ScheduledProgram:
     """The ScheduledProgram compile/generate would render (what `lstmgen inspect` prints)."""
-    return build_program(as_spec(spec), make_schedule(time_loop, seq_len, chunk, target, math), plan=plan)
+    return build_program(as_spec(spec), make_schedule(time_loop, seq_len, chunk, target, math, weights_dtype), plan=plan)
 
 
 def generate(spec: Any, weights: Mapping[str, Any] | None, out_dir: str | os.PathLike[str], *,
              prefix: str = "lstm", time_loop: str = "looped", seq_len: int | None = None,
-             chunk: int = 0, target: str = "portable", math: str = "libm",
-             allow_nonfinite: bool = False, plan: Mapping[str, Any] | None = None, force: bool = False) -> list[str]:
+             chunk: int = 0, target: str = "portable", math: str = "approx",
+             allow_nonfinite: bool = False, plan: Mapping[str, Any] | None = None, force: bool = False,
+             weights_dtype: str = "float32") -> list[str]:
     """Write standalone C for the spec into out_dir: <prefix>.h, <prefix>.c and, when weights are
     given, <prefix>_weights.c with them as static const arrays. Returns the paths written.
 
     target 'portable' (default) is plain C99 for any compiler; 'avx2', 'avx512', 'neon' or
     'native' (this machine's) emit intrinsics that need the matching compiler flags (the .c
-    says which). math 'libm' (default) or 'approx' (no libm calls for the torch cell).
+    says which). math 'approx' (default: libm-free sigmoid/tanh, as accurate as libm's) or 'libm'.
+    weights_dtype: 'float32' (default), 'float16', 'bfloat16' or 'int8' (see compile).
     Existing files are replaced only when lstmgen wrote them (force=True: any regular file);
     symlinks are never written through (output.write_files)."""
     sources = generate_sources(spec, weights, prefix=prefix, time_loop=time_loop, seq_len=seq_len,
-                               chunk=chunk, target=target, math=math, allow_nonfinite=allow_nonfinite, plan=plan)
+                               chunk=chunk, target=target, math=math, allow_nonfinite=allow_nonfinite, plan=plan,
+                               weights_dtype=weights_dtype)
     return write_files(out_dir, sources.files, force=force)

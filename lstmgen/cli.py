@@ -80,6 +80,8 @@ def _schedule_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--time-loop", choices=["looped", "unrolled"], default="looped", help="emit the time loop looped or fully unrolled")
     p.add_argument("--seq-len", type=int, default=None, help="fixed sequence length (required for --time-loop unrolled)")
     p.add_argument("--chunk", type=int, default=0, help="time-chunked schedule with K-step windows (unidirectional only; 0 = whole sequence)")
+    p.add_argument("--weights-dtype", choices=["float32", "float16", "bfloat16", "int8"], default="float32",
+                   help="storage of the weight matrices (state and sums stay float32; int8: a float32 scale per row)")
 
 
 _log = logging.getLogger("lstmgen")
@@ -99,7 +101,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         paths = generate_embedded(spec, weights, args.out, prefix=args.prefix, max_batch=args.max_batch,
                                   seq_len=args.seq_len, chunk=args.chunk or None, time_loop=args.time_loop,
                                   math=args.math, selftest=not args.no_selftest, tolerance=args.tolerance,
-                                  allow_nonfinite=args.allow_nonfinite, force=args.force)
+                                  allow_nonfinite=args.allow_nonfinite, force=args.force, weights_dtype=args.weights_dtype)
         for path in paths:
             print(path)
         return 0
@@ -107,7 +109,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise ValueError("--max-batch, --no-selftest and --tolerance only apply with --embedded")
     paths = generate(spec, weights, args.out, prefix=args.prefix, time_loop=args.time_loop,
                      seq_len=args.seq_len, chunk=args.chunk, target=args.target, math=args.math,
-                     allow_nonfinite=args.allow_nonfinite, force=args.force)
+                     allow_nonfinite=args.allow_nonfinite, force=args.force, weights_dtype=args.weights_dtype)
     for path in paths:
         print(path)
     return 0
@@ -122,6 +124,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         _log.info("cross-compiling for %s and measuring code size and stack", ", ".join(cpus))
     print(report(spec, weights, prefix=args.prefix, max_batch=args.max_batch, seq_len=args.seq_len,
                  chunk=args.chunk or None, time_loop=args.time_loop, math=args.math, cpus=cpus,
+                 weights_dtype=args.weights_dtype,
                  measure_code=not args.no_measure))
     return 0
 
@@ -147,7 +150,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     else:
         spec = _spec_and_weights(args)[0]
     program = schedule_for(spec, time_loop=args.time_loop, seq_len=args.seq_len, chunk=args.chunk,
-                           target=args.target, math=args.math)
+                           target=args.target, math=args.math, weights_dtype=args.weights_dtype)
     if args.dot:
         print(to_dot(program))
     else:
@@ -210,7 +213,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     weights = weights if weights is not None else random_weights(spec, seed=0)
     _log.info("compiling %s (target=%s, math=%s)", spec.summary(), args.target, args.math)
     model = compile(spec, weights, target=args.target, math=args.math, time_loop=args.time_loop,
-                    seq_len=args.seq_len, chunk=args.chunk)
+                    seq_len=args.seq_len, chunk=args.chunk, weights_dtype=args.weights_dtype)
     _log.info("timing for about %g s per peer", args.seconds)
     x = np.random.default_rng(0).standard_normal((B, T, spec.input_size) if spec.batch_first else (T, B, spec.input_size))
     x = x.astype(np.float32)
@@ -309,8 +312,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     g.add_argument("--no-selftest", action="store_true", help="with --embedded: leave out <prefix>_selftest.c")
     g.add_argument("--target", choices=["portable", "avx2", "avx512", "neon", "native"], default="portable",
                    help="kernels: plain C99 (default) or vector intrinsics for an ISA ('native': this machine's)")
-    g.add_argument("--math", choices=["libm", "approx"], default="libm",
-                   help="sigmoid/tanh: libm's expf/tanhf (default) or libm-free float32 approximations")
+    g.add_argument("--math", choices=["libm", "approx"], default="approx",
+                   help="sigmoid/tanh: libm-free float32 forms within 2.5 ulp (default, as compile()) or libm's expf/tanhf")
     g.add_argument("--tolerance", type=float, default=None, help="with --embedded: the self-test's absolute tolerance (default 1e-5)")
     _schedule_args(g)
     g.set_defaults(fn=cmd_generate)
@@ -322,8 +325,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("--cpu", action="append", choices=["cortex-m4", "cortex-m0plus"],
                    help="core(s) to cross-compile for (default: both); repeatable")
     r.add_argument("--no-measure", action="store_true", help="do not cross-compile (code bytes and stack not shown)")
-    r.add_argument("--math", choices=["libm", "approx"], default="libm",
-                   help="sigmoid/tanh: libm's expf/tanhf (default) or libm-free float32 approximations")
+    r.add_argument("--math", choices=["libm", "approx"], default="approx",
+                   help="sigmoid/tanh: libm-free float32 forms within 2.5 ulp (default) or libm's expf/tanhf")
     _schedule_args(r)
     r.set_defaults(fn=cmd_report)
 

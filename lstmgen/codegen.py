@@ -21,7 +21,8 @@ import jinja2
 import numpy as np
 
 from . import __version__, kernels
-from .abi import ERRORS, FIELD_NAMES, HEAD_FIELD_NAMES, HEAD_FIELDS, WEIGHT_FIELDS
+from .kernels import WEIGHT_CTYPES
+from .abi import ERRORS, HEAD_FIELD_NAMES, HEAD_FIELDS, cell_fields
 from .ir import Head, Recurrence
 from .schedule import WINDOW_FLOATS, ScheduledProgram, batch_offset
 from .spec import Activation
@@ -253,8 +254,10 @@ def render(program: ScheduledProgram, prefix: str, packed: Sequence[PackedCell] 
         x_shape=f"(B, T, {spec.input_size})" if spec.batch_first else f"(T, B, {spec.input_size})",
         y_shape=f"(B, T, {spec.head_output_size})" if spec.batch_first else f"(T, B, {spec.head_output_size})",
         unit_block=program.unit_block,
+        fields=[f.name for f in cell_fields(sched.weights)],
+        field_types={f.name: (WEIGHT_CTYPES[sched.weights] if f.matrix else "float") for f in cell_fields(sched.weights)},
+        weights_dtype=sched.weights,
         panel=program.panel,
-        fields=FIELD_NAMES,
         head_linears=len(spec.head_linears()),
         head_fields=HEAD_FIELD_NAMES,
         head_text=" -> ".join(map(str, spec.head)),
@@ -302,7 +305,8 @@ def render(program: ScheduledProgram, prefix: str, packed: Sequence[PackedCell] 
                 )
         windows.append(_window(program, p, f"{p}_window_unrolled", unrolled=True))
     # w_ih and w_hh are checked always; the optional fields when this spec needs them
-    weight_checks = "".join(f" || cw->{f.name} == NULL" for f in WEIGHT_FIELDS if f.needed_when != "always" and f.needed(spec))
+    weight_checks = "".join(f" || cw->{f.name} == NULL" for f in cell_fields(sched.weights)
+                            if f.needed_when != "always" and f.needed(spec, sched.weights))
     head_checks = " || ".join(f"w->head[{k}].{f.name} == NULL" for k, (_, layer) in enumerate(spec.head_linears())
                               for f in HEAD_FIELDS if f.needed(layer))
     acts = [a.name for v in program.variants for a in v.activations]
@@ -323,7 +327,7 @@ def render(program: ScheduledProgram, prefix: str, packed: Sequence[PackedCell] 
         auto_window=program.auto_window,
         window_floats=WINDOW_FLOATS,
         sizes=sizes,
-        fields=FIELD_NAMES,
+        fields=api["fields"],
         batch_floats=program.batch_floats,
         variants=variants,
         recurrences=recurrences,
@@ -349,14 +353,20 @@ def render(program: ScheduledProgram, prefix: str, packed: Sequence[PackedCell] 
     }
     if packed is not None:
         cells, linears = split_packed(packed)
-        files[f"{p}_weights.c"] = env.get_template("weights.c.j2").render(ctx, cells=_weights_ctx(cells),
+        files[f"{p}_weights.c"] = env.get_template("weights.c.j2").render(ctx, cells=_weights_ctx(cells, sched.weights),
                                                                           head_weights=_head_weights_ctx(linears))
     cdef = env.get_template("cdef.j2").render(ctx)
     return Sources(files=files, cdef=cdef, prefix=p)
 
 
 def _array_lines(arr: np.ndarray, per_line: int = 6) -> list[str]:
-    flat = [c_float(v) for v in np.asarray(arr, dtype=np.float32).ravel()]
+    """C initialisers: float32 as exact hex floats, float16/bfloat16 bits (uint16) in hex, int8 in decimal."""
+    if arr.dtype == np.uint16:
+        flat, per_line = [f"0x{int(v):04x}" for v in arr.ravel()], 12
+    elif arr.dtype == np.int8:
+        flat, per_line = [str(int(v)) for v in arr.ravel()], 16
+    else:
+        flat = [c_float(v) for v in np.asarray(arr, dtype=np.float32).ravel()]
     return [", ".join(flat[i : i + per_line]) for i in range(0, len(flat), per_line)]
 
 
@@ -364,19 +374,20 @@ def _array_lines(arr: np.ndarray, per_line: int = 6) -> list[str]:
 _PANEL_SHAPES = {"w_ih": "(4H, I_k)", "w_hh": "(4H, R)", "w_hr": "(P, H)"}
 
 
-def _weights_ctx(packed: Sequence[PackedCell]) -> list[dict]:
+def _weights_ctx(packed: Sequence[PackedCell], weights_dtype: str = "float32") -> list[dict]:
     cells = []
     for cell in packed:
         arrays = []
-        for f in WEIGHT_FIELDS:
+        for f in cell_fields(weights_dtype):
             arr = getattr(cell, f.name)
             if arr is None:
                 continue
             if cell.panel and f.name in _PANEL_SHAPES:
-                shape = f"{_PANEL_SHAPES[f.name]} in panels of {cell.panel} rows, each (K, rows), {arr.size} floats"
+                shape = f"{_PANEL_SHAPES[f.name]} in panels of {cell.panel} rows, each (K, rows), {arr.size} values"
             else:
                 shape = f.shape + " " + "x".join(map(str, arr.shape))
-            arrays.append(dict(field=f.name, shape=shape, size=arr.size, lines=_array_lines(arr)))
+            arrays.append(dict(field=f.name, shape=shape, size=arr.size, lines=_array_lines(arr),
+                               ctype=WEIGHT_CTYPES[weights_dtype] if f.matrix else "float"))
         cells.append(dict(layer=cell.layer, direction=cell.direction, arrays=arrays, fields=[a["field"] for a in arrays]))
     return cells
 
@@ -405,17 +416,40 @@ _GUARDS = {
 # 12-bit rcp, whose single step leaves 3.2 ulp and a -0.35 ulp bias in sigmoid) or "div" (the
 # divider). Measured on Zen 5 (bench.py --quick): AVX-512 division is as fast as rcp14 + one
 # step, equally accurate, and gives sigmoid(-inf) = 0 where rcp14 gives 6e-39. NEON divides.
-X86_RECIP = {"avx512": "div", "avx2": "newton"}
+X86_RECIP = {"avx512": "div", "avx2": "div"}
 
 
-def _vector_ops(isa: str, vw: int) -> tuple[str, str, list[tuple[str, str, str, str]]]:
+def _loadw(isa: str, vw: int, dtype: str) -> str:
+    """The body of vloadw: vw weights of dtype at `a` widened to float32 (reads exactly vw of them)."""
+    if dtype == "float32":
+        return {"neon": "return vld1q_f32(a)"}.get(isa, f"return {_X86[vw][1]}_loadu_ps(a)")
+    if isa == "neon":
+        return {"float16": "return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(a)))",
+                "bfloat16": "return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(a), 16))",
+                "int8": ("int32_t q;\n    memcpy(&q, a, 4);\n    return vcvtq_f32_s32(vmovl_s16(vget_low_s16(vmovl_s8("
+                         "vreinterpret_s8_s32(vdup_n_s32(q))))))")}[dtype]
+    pre = _X86[vw][1]
+    if dtype == "int8":  # vw bytes
+        raw = {16: "_mm_loadu_si128((const __m128i *)(const void *)a)", 8: "_mm_loadl_epi64((const __m128i *)(const void *)a)",
+               4: "_mm_cvtsi32_si128(q)"}[vw]
+        head = "int32_t q;\n    memcpy(&q, a, 4);\n    " if vw == 4 else ""
+        return f"{head}return {pre}_cvtepi32_ps({pre}_cvtepi8_epi32({raw}))"
+    raw = {16: "_mm256_loadu_si256((const __m256i *)(const void *)a)", 8: "_mm_loadu_si128((const __m128i *)(const void *)a)",
+           4: "_mm_loadl_epi64((const __m128i *)(const void *)a)"}[vw]
+    if dtype == "float16":
+        return f"return {pre}_cvtph_ps({raw})"
+    bits = {16: "512", 8: "256", 4: "128"}[vw]
+    return f"return {pre}_castsi{bits}_ps({pre}_slli_epi32({pre}_cvtepu16_epi32({raw}), 16))"  # bfloat16: the top half
+
+
+def _vector_ops(isa: str, vw: int, dtype: str = "float32") -> tuple[str, str, list[tuple[str, str, str, str]]]:
     """(header, vector type, [(name, return type, parameters, body)]) for the inline vector ops."""
     V = "{p}_vf"
     if isa == "neon":
         header, vtype = "arm_neon.h", "float32x4_t"
         spell = dict(load="vld1q_f32(a)", store="vst1q_f32(a, v)", set1="vdupq_n_f32(x)", fma="vfmaq_f32(c, a, b)",
                      mul="vmulq_f32(a, b)", add="vaddq_f32(a, b)", min="vminq_f32(a, b)", max="vmaxq_f32(a, b)",
-                     recip="vdivq_f32(vdupq_n_f32(1.0f), b)", abs="vabsq_f32(a)", sub="vsubq_f32(a, b)",
+                     recip="vdivq_f32(vdupq_n_f32(1.0f), b)", div="return vdivq_f32(a, b)", abs="vabsq_f32(a)", sub="vsubq_f32(a, b)",
                      exp2bits="vreinterpretq_f32_s32(vshlq_n_s32(vreinterpretq_s32_f32(a), 23))",
                      blendlt="vbslq_f32(vcltq_f32(a, b), t, f)", copysign="vbslq_f32(vdupq_n_u32(0x80000000u), b, a)")
     else:
@@ -426,9 +460,12 @@ def _vector_ops(isa: str, vw: int) -> tuple[str, str, list[tuple[str, str, str, 
         if X86_RECIP[isa] == "newton":
             rcp = f"{pre}_rcp14_ps(b)" if isa == "avx512" else f"{pre}_rcp_ps(b)"
             step = f"r = {pre}_fmadd_ps(r, {pre}_fnmadd_ps(b, r, {pre}_set1_ps(1.0f)), r)"
-            recip = f"{vtype} r = {rcp};\n    " + ("" if isa == "avx512" else f"{step};\n    ") + f"return {step}"
+            refine = f"{vtype} r = {rcp};\n    " + ("" if isa == "avx512" else f"{step};\n    ")
+            recip = refine + f"return {step}"
+            div = refine + f"{step};\n    return {pre}_mul_ps(a, r)"
         else:
             recip = f"return {pre}_div_ps({pre}_set1_ps(1.0f), b)"
+            div = f"return {pre}_div_ps(a, b)"
         if vw == 16:
             blend = f"{pre}_mask_blend_ps({pre}_cmp_ps_mask(a, b, _CMP_LT_OQ), f, t)"
             absv = f"{pre}_abs_ps(a)"
@@ -442,11 +479,12 @@ def _vector_ops(isa: str, vw: int) -> tuple[str, str, list[tuple[str, str, str, 
             csign = f"{pre}_or_ps(a, {pre}_and_ps(b, {pre}_set1_ps(-0.0f)))"
         spell = dict(load=f"{pre}_loadu_ps(a)", store=f"{pre}_storeu_ps(a, v)", set1=f"{pre}_set1_ps(x)",
                      fma=f"{pre}_fmadd_ps(a, b, c)", mul=f"{pre}_mul_ps(a, b)", add=f"{pre}_add_ps(a, b)",
-                     min=f"{pre}_min_ps(a, b)", max=f"{pre}_max_ps(a, b)", recip=recip, abs=absv, exp2bits=si, sub=f"{pre}_sub_ps(a, b)",
+                     min=f"{pre}_min_ps(a, b)", max=f"{pre}_max_ps(a, b)", recip=recip, div=div, abs=absv, exp2bits=si, sub=f"{pre}_sub_ps(a, b)",
                      blendlt=blend, copysign=csign)
     one, two = f"{V} a", f"{V} a, {V} b"
     ops = [
         ("load", V, "const float *a", "return " + spell["load"]),
+        ("loadw", V, f"const {WEIGHT_CTYPES[dtype]} *a", _loadw(isa, vw, dtype)),  # weights, widened
         ("store", "void", f"float *a, {V} v", spell["store"]),
         ("set1", V, "float x", "return " + spell["set1"]),
         ("fma", V, f"{V} a, {V} b, {V} c", "return " + spell["fma"]),
@@ -456,6 +494,7 @@ def _vector_ops(isa: str, vw: int) -> tuple[str, str, list[tuple[str, str, str, 
         ("exp2bits", V, one, "return " + spell["exp2bits"]),
         ("abs", V, one, "return " + spell["abs"]),
         ("recip", V, f"{V} b", ("" if spell["recip"].startswith((vtype, "return")) else "return ") + spell["recip"]),
+        ("div", V, two, spell["div"]),  # a / b
         # lanes where a < b (false for NaN) take t, the others f
         ("blendlt", V, f"{V} a, {V} b, {V} t, {V} f", "return " + spell["blendlt"]),
         # a (non-negative or NaN) with b's sign bit
@@ -479,7 +518,8 @@ def _pairwise(ks: int) -> list[tuple[str, str, str]]:
     return steps
 
 
-def _tile(kind: str, name: str, rows: int, nb: int, bw: int, ks: int, P: str, epilogue: str = "store") -> dict:
+def _tile(kind: str, name: str, rows: int, nb: int, bw: int, ks: int, P: str, epilogue: str = "store",
+          wt: str = "float", int8: bool = False) -> dict:
     """One register tile for kernels.j2's `tile`: rows x nb blocks x bw vectors of accumulators,
     ks partial sums, how its rows read inputs and start, and its epilogue: store (to t.dst),
     vcell (the vector cell on registers) or cell (the scalar cell through a buffer)."""
@@ -490,13 +530,19 @@ def _tile(kind: str, name: str, rows: int, nb: int, bw: int, ks: int, P: str, ep
     r = range(rows)
     spell = {
         "project": dict(decls=[f"const float *restrict a{i} = a[{i}];" for i in r], src=[f"a{i}" for i in r],
-                        init=[f"init + {i} * init_rs" for i in r], dst=[f"dst[{i}]" for i in r], ldw=f"{P}_G4"),
+                        init=[f"init + {i} * init_rs" for i in r], post=["post"] * rows, post_guard="post != NULL",
+                        post_intro="if (post != NULL) { /* the bias, after the last chunk of the sum */",
+                        dst=[f"dst[{i}]" for i in r], ldw=f"{P}_G4"),
         "step": dict(decls=[f"const float *h{i} = h[{i}]; /* may be the row hn[r] points into (written after the last read) */"
-                            for i in r], src=[f"h{i}" for i in r], init=[f"g[{i}]" for i in r], dst=[], ldw=f"{P}_G4"),
-        "matvec": dict(decls=[], src=["x"], init=[], dst=["y"], ldw="N"),
+                            for i in r], src=[f"h{i}" for i in r], init=[], post=[f"g[{i}]" for i in r], post_guard=None,
+                     post_intro="/* then the input part: the sum over h ran from zero, so its rounding stays small */",
+                     dst=[], ldw=f"{P}_G4"),
+        "matvec": dict(decls=[], src=["x"], init=[], post=[], post_guard=None, post_intro="", dst=["y"], ldw="N"),
     }[kind]
+    # int8 weights: each output's sum is scaled once, at the end (fma with the value added there)
+    scale = {"project": "scale", "step": "cw->s_hh + (int64_t)j0 * 4", "matvec": "s"}[kind] if int8 else None
     return dict(spell, kind=kind, name=name, rows=rows, nb=nb, bw=bw, ks=ks, acc=_partials(ks), red=_pairwise(ks),
-                epilogue=epilogue)
+                epilogue=epilogue, wt=wt, scale=scale)
 
 
 def _exp_args(c: float, lo: float | None, hi: float, vector: bool) -> dict:
@@ -509,8 +555,8 @@ def _exp_args(c: float, lo: float | None, hi: float, vector: bool) -> dict:
     # is not 1) k <= 26 and the reduction's error k (ln2 - float(ln2)) / 2 < 3e-8 reaches tanh
     # scaled by 2 / e^{2|x|} (< 0.03 ulp), a step off the cell's critical path
     one_step = vector and c > 0
-    if one_step:  # and |x| <= TANH_SAT, where tanh is 1 already: 2^k stays finite (k <= 29)
-        lo, hi = None, 2.0 * kernels.TANH_SAT
+    if one_step:  # and |x| <= TANH_CLAMP_VEC: 2^k stays small (k <= 25)
+        lo, hi = None, 2.0 * kernels.TANH_CLAMP_VEC
     bounds = sorted(v / c for v in (lo, hi) if v is not None)
     if lo is None:  # c x <= hi only
         x_lo, x_hi = None, hi / c
@@ -525,15 +571,15 @@ def _exp_args(c: float, lo: float | None, hi: float, vector: bool) -> dict:
 def _activations(p: str, isa: str, vector: bool) -> list[dict]:
     """math="approx"'s sigmoid and tanh (kernels.py) for kernels.j2's `activation`, scalar and
     (vector) vector forms; `when` names the kernel_context flag that asks for the function."""
-    hi = kernels.EXP_HI_RCP if vector and X86_RECIP.get(isa) == "newton" else kernels.EXP_HI
     out = []
     for vec in (False, True) if vector else (False,):
-        h = hi if vec else kernels.EXP_HI
+        h = kernels.EXP_HI_VEC if vec else kernels.EXP_HI  # the vector forms keep 2^k finite (k <= 127)
         out += [dict(when="vector_cell" if vec else "scalar_sigmoid", fn="sigmoid", vector=vec, pre=p,
                      name=f"{p}_v" * vec + f"{p}_" * (not vec) + "sigmoid", e=_exp_args(-1.0, kernels.EXP_LO, h, vec)),
                 dict(when="vector_cell" if vec else "scalar_tanh", fn="tanh", vector=vec, pre=p,
                      name=f"{p}_v" * vec + f"{p}_" * (not vec) + "tanh", e=_exp_args(2.0, None, h, vec),
-                     q=[c_float(v) for v in kernels.TANH_Q], small=c_float(kernels.TANH_SMALL))]
+                     q=[c_float(v) for v in kernels.TANH_Q], small=c_float(kernels.TANH_SMALL),
+                     one=c_float(float(np.nextafter(np.float32(kernels.TANH_ONE), np.float32(0)))))]
     return out
 
 
@@ -550,7 +596,16 @@ def kernel_context(program: ScheduledProgram, p: str) -> dict:
     scalar_cell = not plan.vector_cell
     nb = program.spec.hidden_size // plan.vw if plan.vw else 0  # gate blocks
     approx = plan.math == "approx"
+    wdtype = program.schedule.weights
+    wt, int8 = WEIGHT_CTYPES[wdtype], wdtype == "int8"
+    if wdtype == "float16" and plan.isa in _GUARDS and plan.isa != "neon":
+        guard_f16 = " && defined(__F16C__)"
+    else:
+        guard_f16 = ""
     ctx = dict(
+        wdtype=wdtype,
+        wt=wt,
+        int8=int8,
         vec=plan.vector,
         isa=plan.isa,
         vw=plan.vw,
@@ -560,7 +615,7 @@ def kernel_context(program: ScheduledProgram, p: str) -> dict:
         text=str(plan),
         vector_cell=plan.vector_cell,
         scalar_cell=scalar_cell,
-        scalar_tanh=approx and scalar_cell and bool(acts & {"Sigmoid", "Tanh", "ScaledTanh"}),
+        scalar_tanh=approx and scalar_cell and bool(acts & {"Tanh", "ScaledTanh"}),
         scalar_sigmoid=approx and scalar_cell and "Sigmoid" in acts,
         activations=_activations(p, plan.isa, plan.vector),
         mrs=plan.mrs,
@@ -582,17 +637,17 @@ def kernel_context(program: ScheduledProgram, p: str) -> dict:
         shapes = sorted({(1, base + 1 if extra else base), (1, base)} | {(m, 1) for m in range(1, plan.mrs + 1)}, reverse=True)
         ctx.update(
             one_row=dict(tiles=plan.tiles1, base=base, extra=extra),
-            stiles=[_tile("step", f"{p}_stile{m}x{n}", m, n, 4, plan.ks, P, "vcell" if plan.vector_cell else "cell")
+            stiles=[_tile("step", f"{p}_stile{m}x{n}", m, n, 4, plan.ks, P, "vcell" if plan.vector_cell else "cell", wt, int8)
                     for m, n in shapes],
-            ptiles=[_tile("project", f"{p}_ptile{m}", m, 1, 4, 1, P) for m in range(plan.mr, 0, -1)],
-            mtiles=[_tile("matvec", f"{p}_mtile{n}", 1, 1, n, 1, P) for n in (8, 1)],
+            ptiles=[_tile("project", f"{p}_ptile{m}", m, 1, 4, 1, P, wt=wt, int8=int8) for m in range(plan.mr, 0, -1)],
+            mtiles=[_tile("matvec", f"{p}_mtile{n}", 1, 1, n, 1, P, wt=wt, int8=int8) for n in (8, 1)],
         )
-        header, vtype, ops = _vector_ops(plan.isa, plan.vw)
+        header, vtype, ops = _vector_ops(plan.isa, plan.vw, wdtype)
         guard, hint = _GUARDS[plan.isa]
-        cell_ops = {"mul", "add", "min", "max", "sub", "exp2bits", "abs", "recip", "blendlt", "copysign"}
-        used = {"load", "store", "set1", "fma"} | (cell_ops if plan.vector_cell else set())
-        if plan.ks > 1:
-            used.add("add")
+        guard, hint = guard + guard_f16, hint.replace("-mfma", "-mfma -mf16c") if guard_f16 else hint
+        cell_ops = {"mul", "add", "min", "max", "sub", "exp2bits", "abs", "div", "blendlt", "copysign"}
+        # add: the tiles add their initial values (bias, input-part gates) after the sum
+        used = {"load", "loadw", "store", "set1", "fma", "add"} | ({"mul"} if int8 else set()) | (cell_ops if plan.vector_cell else set())
         ctx.update(header=header, vtype=vtype, guard=guard, flags_hint=hint,
                    ops=[(n, r.format(p=p), a.format(p=p), b) for n, r, a, b in ops if n in used])
     return ctx

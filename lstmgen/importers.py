@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -36,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from .spec import Activation, LSTMSpec
-from .weights import check_weights
+from .weights import QuantizedMatrix, check_weights
 
 _NAMES = "weight_ih|weight_hh|bias_ih|bias_hh|weight_hr|weight_ph"
 _KEY = re.compile(rf"^({_NAMES})_l(\d+)(_reverse)?$")  # torch.nn.LSTM's names
@@ -195,7 +196,8 @@ def _effective(state: Mapping[str, Any], where: str) -> dict[str, Any]:
         if _PACKED.search(k):
             raise ValueError(f"{where}: {k!r} is a packed parameter of a dynamically quantised LSTM "
                              "(torch.ao.nn.quantized.dynamic), which a state_dict cannot unpack: pass the module "
-                             "itself, lstmgen.from_torch(qmodule), which reads its dequantised weights")
+                             "itself, lstmgen.from_torch(qmodule), which reads its weights as torch holds them (int8 values and "
+                             "scales, or float16)")
         for kind, rx in (("prune", _PRUNED), ("weight_norm", _LEGACY_NORM), ("parametrize", _PARAMETRIZED)):
             m = rx.match(k)
             if m:
@@ -503,20 +505,39 @@ def _module_weights(module: Any, names: dict[str, str], torch: Any) -> dict[str,
 
 def _from_quantized(module: Any, qdyn: Any, batch_first: bool | None,
                     torch: Any) -> tuple[LSTMSpec, dict[str, np.ndarray]]:
-    """A dynamically quantised LSTM / LSTMCell as the float model with its dequantised weights.
+    """A dynamically quantised LSTM / LSTMCell: the float model's spec, and its weights as torch
+    holds them.
 
     torch 2.13 keeps the weights packed (fbgemm/qnnpack CellParams, or LinearPackedParams for the
     cell); `get_weight()` / `get_bias()` (RNNBase._weight_bias, LSTMCell._weight_bias) unpack them
-    into tensors with the float module's state_dict names: per-tensor qint8 tensors for
-    dtype=torch.qint8 (dequantize() gives the values the kernels multiply by) and float32 tensors
-    holding float16 values for dtype=torch.float16. The qint8 module also quantises each input
-    and state vector to uint8 on the fly, which lstmgen does not: its outputs equal a float LSTM
-    with these weights, and differ from the quantised module by about that rounding."""
+    into tensors with the float module's state_dict names: qint8 tensors (per-tensor, or per-row
+    with a per-channel qconfig) for dtype=torch.qint8, and float32 tensors holding float16 values
+    for dtype=torch.float16. A qint8 weight becomes a QuantizedMatrix: torch's int8 values and
+    float32 scales as they are (zero point 0, else ValueError), and as an array its dequantised
+    values, so weights_dtype="int8" (compile(module)'s default for such a module) runs torch's
+    very int8 weights and any other dtype the float LSTM with the dequantised ones. float16
+    weights are exact float16 values, which weights_dtype="float16" stores without rounding.
+    The qint8 module also quantises each input and state vector to uint8 on the fly, which
+    lstmgen does not (its sums are float32): its outputs are those of a float LSTM with these
+    weights, and differ from the quantised module's by about that rounding."""
     is_cell = isinstance(module, qdyn.LSTMCell)
     _refuse_overrides(module, qdyn.LSTMCell if is_cell else qdyn.LSTM)
     weights = {**module.get_weight(), **module.get_bias()}
     sfx = "_l0" if is_cell else ""
-    out = {k + sfx: _to_numpy(k, v).astype(np.float32).copy() for k, v in weights.items() if v is not None}
+    out: dict[str, Any] = {}
+    for k, v in weights.items():
+        if v is None:
+            continue
+        if getattr(v, "is_quantized", False):  # torch's int8 values and scales, not requantised
+            out[k + sfx] = QuantizedMatrix.from_torch(v, k + sfx)
+        else:
+            out[k + sfx] = _to_numpy(k, v).astype(np.float32).copy()
+    w_hh = out.get("weight_hh_l0")
+    if w_hh is not None and np.shape(w_hh)[-1] != module.hidden_size:
+        raise ValueError(f"{type(module).__name__}: weight_hh_l0 has {np.shape(w_hh)[-1]} columns for hidden_size="
+                         f"{module.hidden_size}: the float LSTM had proj_size={np.shape(w_hh)[-1]}, which torch's dynamic "
+                         "quantisation drops (the quantised module cannot run it); compile the float module, "
+                         "with weights_dtype='int8' for int8 weights")
     if is_cell:
         spec = LSTMSpec(input_size=module.input_size, hidden_size=module.hidden_size, num_layers=1,
                         bias=bool(module.bias), batch_first=bool(batch_first))
@@ -529,13 +550,30 @@ def _from_quantized(module: Any, qdyn: Any, batch_first: bool | None,
     return spec, check_weights(spec, out)
 
 
+def quantized_weights_dtype(module: Any) -> str | None:
+    """The weights_dtype that keeps a torch dynamically quantised LSTM / LSTMCell's weights as
+    they are ("int8" for dtype=torch.qint8, "float16" for torch.float16); None for anything else
+    (a float module, a state_dict). torch is imported only when already loaded."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    qdyn = _quantized_dynamic(torch)
+    if qdyn is None or not isinstance(module, (qdyn.LSTM, qdyn.LSTMCell)):
+        return None
+    dtype = getattr(module, "dtype", None) if isinstance(module, qdyn.LSTM) else getattr(module, "weight_dtype", None)
+    return {torch.qint8: "int8", torch.float16: "float16"}.get(dtype)
+
+
 def from_torch(module: Any, *, batch_first: bool | None = None,
                prefix: str | None = None, head: Any = None) -> tuple[LSTMSpec, dict[str, Any]]:
     """(spec, weights) from a torch.nn.LSTM or nn.LSTMCell, a state_dict, a checkpoint, or a
     .pt/.pth/.ckpt/.npz file of one.
 
     Modules: pruned and parametrised ones give the weights their forward uses; a dynamically
-    quantised one (torch.ao.nn.quantized.dynamic.LSTM / LSTMCell) its dequantised weights. An
+    quantised one (torch.ao.nn.quantized.dynamic.LSTM / LSTMCell) its weights as torch holds them:
+    for qint8, QuantizedMatrix values (torch's int8 values and scales; as arrays, the dequantised
+    weights), which compile(..., weights_dtype="int8") stores unchanged; for float16, float32
+    arrays of exact float16 values (see _from_quantized). An
     LSTMCell is a one-layer spec: `model.stream().step(x_t)` is `cell(x_t, (h, c))`. A subclass
     that overrides forward, or a module that only contains LSTMs, is refused (the latter naming
     them). For a state_dict the spec is inferred from its keys and shapes (see lstmgen.importers);
@@ -629,4 +667,5 @@ def _torch_head(spec: LSTMSpec, weights: dict[str, Any], head: Any) -> tuple[LST
     return spec, {**weights, **extra}
 
 
-__all__ = ["from_keras_weights", "from_state_dict", "from_torch", "keras_activation", "load_state_dict", "load_weights"]
+__all__ = ["from_keras_weights", "from_state_dict", "from_torch", "keras_activation", "load_state_dict", "load_weights",
+           "quantized_weights_dtype"]

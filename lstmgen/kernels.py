@@ -52,23 +52,43 @@ from .spec import DEFAULT_ACTIVATIONS, LSTMSpec
 ISAS = ("portable", "avx2", "avx512", "neon")
 TARGETS = ("native",) + ISAS
 MATHS = ("libm", "approx")
+# Weight matrices (W_ih, W_hh, W_hr) are stored in one of these; state, activations, biases and
+# every sum stay float32 (the kernels widen each weight as they load it). int8 is symmetric with a
+# float32 scale per output row (gate row), chosen at compile time: w = q * scale, |q| <= 127.
+WEIGHT_DTYPES = ("float32", "float16", "bfloat16", "int8")
+WEIGHT_CTYPES = {"float32": "float", "float16": "uint16_t", "bfloat16": "uint16_t", "int8": "int8_t"}
+WEIGHT_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
+# What each math option computes, with its measured bounds (tests/test_fast_math.py asserts them):
+# the embedded self-test, the folder README and `lstmgen report` state it.
+MATH_NOTES = {
+    "approx": "libm-free float32 sigmoid and tanh, within 2.5 ulp of exact and unbiased (kernels.py)",
+    "libm": "libm's expf and tanhf (sigmoid = 1 / (1 + expf(-x)))",
+}
 
 # math="approx": e^y = 2^k p(r), k = rint(y log2 e), r = y - k ln2 (Cody-Waite: k LN2_HI is exact
-# for |k| <= 256), p of degree 6 on [-ln2/2, ln2/2]; sigmoid(x) = 1 / (1 + e^-x); tanh(x) =
-# x + x^3 q(x^2) for |x| < TANH_SMALL, else sign(x) (1 - 2 / (e^{2|x|} + 1)). The coefficients
-# come from tools/fit_activations.py's final_coefficients (`python tools/fit_activations.py --final`).
-EXP_P = tuple(float.fromhex(h) for h in ("0x1p+0", "0x1p+0", "0x1.fffffap-2", "0x1.55540ap-3", "0x1.55589ap-5",
-                                         "0x1.126d0cp-7", "0x1.6ab97ap-10"))
+# for |k| <= 256), p = 1 + r + r^2 / 2 + r^3 q(r) of degree 6 on [-ln2/2, ln2/2], q fitted to the
+# relative error of e^r - 1; sigmoid(x) = 1 / (1 + e^-x); tanh(x), scalar: x + x^3 q(x^2) for |x| <
+# TANH_SMALL, else sign(x) (1 - 2 / (e^{2|x|} + 1)); vector: sign(x) (e^{2|x|} - 1) / (e^{2|x|} + 1)
+# with e^y - 1 formed exactly near 0, one division and no branch. The coefficients come from
+# tools/fit_activations.py's final_coefficients (`python tools/fit_activations.py --final`).
+EXP_P = tuple(float.fromhex(h) for h in ("0x1p+0", "0x1p+0", "0x1p-1", "0x1.5554b8p-3", "0x1.5555bap-5",
+                                         "0x1.122362p-7", "0x1.6c5566p-10"))
 TANH_Q = tuple(float.fromhex(h) for h in ("-0x1.55554cp-2", "0x1.110a6p-3", "-0x1.b85d3ap-5", "0x1.5172a4p-6",
                                           "-0x1.6d9198p-8"))
 TANH_SMALL = 0.7
-TANH_SAT = 10.0  # tanh(x) rounds to 1 in float32 for x > 9.01; the vector tanh clamps |x| there
+TANH_SAT = 10.0  # tanh(x) rounds to 1 in float32 for x > 9.01; the scalar tanh's e^{2|x|} stops there
+# The vector tanh, (e^{2a} - 1) / (e^{2a} + 1) for a = |x|, clamps a at TANH_CLAMP_VEC, where the
+# denominator (e^{2a} - 1) + 2 is still exact (< 2^25), and gives 1 from TANH_ONE on: the smallest
+# float32 whose tanh rounds to 1 (between the two the answer is 1 - 2^-24, as at the clamp).
+TANH_CLAMP_VEC = 8.6
+TANH_ONE = float.fromhex("0x1.205968p+3")  # 9.010914
 LOG2E = float.fromhex("0x1.715476p+0")
 LN2_HI, LN2_LO = float.fromhex("0x1.62e4p-1"), float.fromhex("0x1.7f7d1cp-20")
 # y is clamped to [EXP_LO, EXP_HI] (NaN passes): e^EXP_LO is still a normal float32; at EXP_HI,
 # k = 128 and 2^k is +inf, so sigmoid(-inf) = 1 / (1 + inf) = 0 as with expf (the vector forms
-# with a reciprocal estimate stop at EXP_HI_RCP, where 1 + e is finite: rcp(inf) * inf is NaN).
-EXP_LO, EXP_HI, EXP_HI_RCP = -87.3, 88.5, 88.0
+# stop at EXP_HI_VEC, where 2^k is finite: their sums 2^k r + 2^k +- 1 would be inf - inf; the
+# vector sigmoid gives 0 below the clamp through its numerator).
+EXP_LO, EXP_HI, EXP_HI_VEC = -87.3, 88.5, 88.0
 # y log2e + EXP_MAGIC rounds to an integer whose float32 bits end in k + 127 (1.5 * 2^23 + 127)
 EXP_MAGIC = 12582912.0 + 127.0
 
@@ -123,6 +143,12 @@ def check_math(math: object) -> str:
     if math not in MATHS:
         raise ValueError(f"math must be one of {', '.join(map(repr, MATHS))}, got {math!r}")
     return str(math)
+
+
+def check_weights_dtype(dtype: object) -> str:
+    if dtype not in WEIGHT_DTYPES:
+        raise ValueError(f"weights_dtype must be one of {', '.join(map(repr, WEIGHT_DTYPES))}, got {dtype!r}")
+    return str(dtype)
 
 
 def check_target(target: object) -> str:
@@ -231,7 +257,7 @@ def compile_flags(target: str) -> list[str]:
     if target == "native":
         flags.append("-march=native")
     elif target == "avx2":
-        flags += ["-mavx2", "-mfma"]
+        flags += ["-mavx2", "-mfma", "-mf16c"]  # F16C: float16 weights (every AVX2 CPU has it)
     elif target == "avx512":
-        flags += ["-mavx512f", "-mavx512vl", "-mavx2", "-mfma"]
+        flags += ["-mavx512f", "-mavx512vl", "-mavx2", "-mfma", "-mf16c"]
     return flags

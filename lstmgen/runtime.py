@@ -23,6 +23,9 @@ from typing import Any
 import numpy as np
 
 from .abi import FIELD_NAMES, HEAD_FIELD_NAMES, error_text
+
+# numpy dtype (without byte order) -> the C element type of a weight array
+_CTYPES = {"f4": "float", "u2": "uint16_t", "i1": "int8_t"}
 from .build import Artifact
 from .schedule import Schedule, ScheduledProgram
 from .spec import DEFAULT_ACTIVATIONS, LSTMSpec
@@ -125,11 +128,15 @@ class Model:
                 raise ValueError(f"packed weights have unit_block {[c.unit_block for c in cells]}; these kernels read unit_block={unit_block}")
             if any(cell.panel != panel for cell in cells):
                 raise ValueError(f"packed weights have panel {[c.panel for c in cells]}; these kernels read panel={panel}")
+            wd = artifact.program.schedule.weights
+            if any(cell.weights_dtype != wd for cell in cells):
+                raise ValueError(f"packed weights hold {sorted({c.weights_dtype for c in cells})} matrices; these kernels read {wd}")
             want = [i for i, _ in spec.head_linears()]
             if [lin.index for lin in linears] != want:
                 raise ValueError(f"packed weights hold head Linears at {[lin.index for lin in linears]}; this spec's head has them at {want}")
         else:
-            packed = pack(spec, weights, allow_nonfinite=allow_nonfinite, unit_block=unit_block, panel=panel)
+            packed = pack(spec, weights, allow_nonfinite=allow_nonfinite, unit_block=unit_block, panel=panel,
+                          weights_dtype=artifact.program.schedule.weights)
         self._packed = packed  # keeps the arrays alive while C holds pointers into them
         self._sizes: dict[tuple[int, int], int] = {}  # (T, B) -> workspace floats, memory checked
         # x.shape -> (T, B, workspace floats, y shape, h_n shape, c_n shape): shapes a full call
@@ -153,7 +160,7 @@ class Model:
         for field in fields:
             arr = getattr(arrays, field)
             if arr is not None:
-                buf = self._ffi.from_buffer("float[]", arr)
+                buf = self._ffi.from_buffer(_CTYPES[arr.dtype.str[1:]] + "[]", arr)
                 self._keep.append(buf)  # keeps the buffer alive while C holds the pointer
                 setattr(struct, field, buf)
 

@@ -43,6 +43,7 @@ class Schedule:
     max_batch: int | None = None  # fixed B for static-buffer builds
     target: str = "portable"  # kernel ISA: portable | avx2 | avx512 | neon (kernels.py)
     math: str = "libm"  # sigmoid/tanh: libm | approx (kernels.py)
+    weights: str = "float32"  # storage of the weight matrices: kernels.WEIGHT_DTYPES
 
     def __str__(self) -> str:
         s = f"time_loop={self.time_loop}"
@@ -53,8 +54,9 @@ class Schedule:
             s += f" max_batch={self.max_batch}"
         if self.target != "portable":
             s += f" target={self.target}"
-        if self.math != "libm":
-            s += f" math={self.math}"
+        s += f" math={self.math}"
+        if self.weights != "float32":
+            s += f" weights={self.weights}"
         return s
 
 

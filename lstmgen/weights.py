@@ -33,6 +33,21 @@ panel of q rows starting at row n0 is stored (K, q) at offset n0 * K of a flat a
 so a panel's dot products load each input x[k] once for its q rows and read their weights in
 order. Nothing is padded: each array holds N * K floats. bias and w_ph keep torch's order.
 
+Low-precision weights (`weights_dtype`, kernels.WEIGHT_DTYPES): w_ih, w_hh and w_hr are stored
+as float16 (np.float16 bits, viewed as uint16), bfloat16 (the top 16 bits of each float32, rounded
+to nearest even, as uint16) or int8 (symmetric, one float32 scale per output row of the torch
+matrix: s_ih, s_hh (4H,) in the same column order as bias, s_hr (P,)); `quantize` and
+`dequantize` convert one matrix, `dequantized_weights` gives the float32 state_dict the C
+effectively computes with (what reference.py should run to check the C, not the quantisation).
+
+A weight matrix may also be given already quantised, as a `QuantizedMatrix` (what from_torch reads
+out of a torch dynamically quantised LSTM): an ndarray of the dequantised float32 values q * s, so
+everything that reads weights as arrays (reference.py, torch.from_numpy, the float32 and float16
+kernels) sees exactly what it stands for, that also carries the int8 values q (out, in) and the
+float32 row scales s (out,). With weights_dtype="int8", quantize and pack store q and s as they are
+(no requantisation: torch's int8 values, -128 included, reach the C unchanged); any other dtype
+rounds the dequantised values as it would any float32 matrix.
+
 A spec with a head adds, after the cells, one `PackedLinear` per Linear of the head, in head order:
 
     weight (out, in)   torch's own layout: row o is output feature o's weights (a dot product)
@@ -61,6 +76,10 @@ class PackedCell:
     w_ph: np.ndarray | None  # (3H,) float32
     unit_block: int = 0  # 0: torch gate order; U > 0: gate-blocked layout (see above)
     panel: int = 0  # Q > 0: w_ih, w_hh and w_hr in Q-row panels, flat (see above)
+    s_ih: np.ndarray | None = None  # int8 weights: float32 scale per output column of w_ih
+    s_hh: np.ndarray | None = None
+    s_hr: np.ndarray | None = None
+    weights_dtype: str = "float32"  # what w_ih, w_hh and w_hr hold (kernels.WEIGHT_DTYPES)
 
 
 @dataclass(frozen=True)
@@ -70,6 +89,84 @@ class PackedLinear:
     index: int  # position in spec.head (torch name head.{index}.weight)
     weight: np.ndarray
     bias: np.ndarray | None
+
+
+class QuantizedMatrix(np.ndarray):
+    """An int8 weight matrix with one float32 scale per row, w = q * scale[:, None].
+
+    As an array it is those dequantised float32 values (out, in), computed the way torch's
+    dequantize() does (one float32 product per element); `.q` (int8, out x in) and `.scale`
+    (float32, out) are the quantised form itself, read-only. A per-tensor scale (a scalar) is
+    given to every row. Only the object made here carries q and scale: views, copies and results
+    of arithmetic are plain float matrices (their .q is None), and `int8_form()` hands out q and
+    scale only while the values still equal q * scale (writing into the array drops them)."""
+
+    q: np.ndarray | None
+    scale: np.ndarray | None
+
+    def __new__(cls, q: Any, scale: Any) -> "QuantizedMatrix":
+        q = np.asarray(q)
+        if q.dtype != np.int8 or q.ndim != 2:
+            raise TypeError(f"QuantizedMatrix needs a 2-D int8 array q (out, in), got {q.dtype} of shape {q.shape}")
+        s = np.asarray(scale, dtype=np.float64)
+        if s.ndim == 0:
+            s = np.full(q.shape[0], float(s))
+        if s.shape != (q.shape[0],):
+            raise ValueError(f"QuantizedMatrix scale has shape {s.shape}, expected () or ({q.shape[0]},) (one per row)")
+        s32 = s.astype(np.float32)
+        if not (np.isfinite(s32).all() and (s32 > 0).all()):
+            raise ValueError("QuantizedMatrix scales must be finite and positive (float32)")
+        q = np.array(q, order="C")
+        q.flags.writeable = False
+        s32.flags.writeable = False
+        obj = np.ascontiguousarray(q.astype(np.float32) * s32[:, None], dtype=np.float32).view(cls)
+        obj.q, obj.scale = q, s32
+        return obj
+
+    def __array_finalize__(self, obj: Any) -> None:
+        self.q = None  # views and results: plain float values
+        self.scale = None
+
+    def __reduce__(self):
+        if self.q is None:
+            return np.asarray(self).copy().__reduce__()
+        return (QuantizedMatrix, (self.q, self.scale))
+
+    def int8_form(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(q, scale) when this is the matrix they stand for, else None (a view, a copy, or values
+        written since)."""
+        if self.q is None or self.scale is None or self.shape != self.q.shape:
+            return None
+        if not np.array_equal(np.asarray(self), self.q.astype(np.float32) * self.scale[:, None]):
+            return None
+        return self.q, self.scale
+
+    @classmethod
+    def from_torch(cls, tensor: Any, name: str = "weight") -> "QuantizedMatrix":
+        """A torch qint8 tensor (out, in), per-tensor or per-channel along the rows (axis 0), with
+        zero point 0 (symmetric, as torch's default weight observers make it): its int_repr()
+        and scales, unchanged (torch keeps the scales as float32; they are read as such).
+        torch is not imported here."""
+        if str(getattr(tensor, "dtype", "")) != "torch.qint8":
+            raise ValueError(f"{name}: a quantised weight must be torch.qint8, got {tensor.dtype}")
+        scheme = str(tensor.qscheme())
+        if scheme in ("torch.per_tensor_affine", "torch.per_tensor_symmetric"):
+            scale, zero = tensor.q_scale(), np.asarray([tensor.q_zero_point()])
+        elif scheme in ("torch.per_channel_affine", "torch.per_channel_symmetric"):
+            if tensor.q_per_channel_axis() != 0:
+                raise ValueError(f"{name}: per-channel scales along axis {tensor.q_per_channel_axis()}; lstmgen's int8 "
+                                 "weights have one scale per row (output feature), axis 0")
+            scale = tensor.q_per_channel_scales().double().cpu().numpy()
+            zero = tensor.q_per_channel_zero_points().cpu().numpy()
+        else:
+            raise ValueError(f"{name}: quantisation scheme {scheme} is not supported (per-tensor or per-row qint8 only)")
+        if np.any(zero != 0):
+            bad = int(np.flatnonzero(zero != 0)[0])
+            raise ValueError(f"{name}: zero point {int(zero[bad])} (row {bad} of its scales); lstmgen's int8 weights are "
+                             "symmetric, w = q * s: quantise with a symmetric weight observer (torch's default dynamic "
+                             "qconfigs are), or compile the float module")
+        q = tensor.int_repr().cpu().numpy()
+        return cls(q, scale)
 
 
 def split_packed(packed: Any) -> tuple[list[PackedCell], list[PackedLinear]]:
@@ -121,7 +218,15 @@ def check_weights(spec: LSTMSpec, weights: Mapping[str, Any], *, allow_nonfinite
         raise ValueError(f"unexpected weight(s) for spec ({spec.summary()}): {', '.join(sorted(extra))}; expected keys: {', '.join(expected)}")
     out: dict[str, np.ndarray] = {}
     for key, shape in expected.items():
-        arr = as_numpy(weights[key], f"weight {key!r} must be a real floating array")
+        value = weights[key]
+        if getattr(value, "is_quantized", False) and hasattr(value, "int_repr"):  # a torch qint8 tensor
+            value = QuantizedMatrix.from_torch(value, key)
+        if isinstance(value, QuantizedMatrix) and value.int8_form() is not None:
+            if value.shape != shape:
+                raise ValueError(f"weight {key!r} has shape {value.shape}, expected {shape}")
+            out[key] = value  # float32, C-contiguous and finite by construction; q and scale kept for pack
+            continue
+        arr = as_numpy(value, f"weight {key!r} must be a real floating array")
         if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
             raise TypeError(f"weight {key!r} must be a real floating array, got dtype {arr.dtype}")
         if arr.shape != shape:
@@ -144,6 +249,59 @@ def aligned_copy(arr: np.ndarray, align: int = 64) -> np.ndarray:
     return out
 
 
+def quantize(w: np.ndarray, dtype: str, name: str = "weight") -> tuple[np.ndarray, np.ndarray | None]:
+    """A float32 matrix (out, in) in torch's layout -> (values in dtype's storage, per-row float32
+    scales for int8 else None). float16 and bfloat16 round to nearest even; int8 is symmetric,
+    q = rint(w / s) with s = max |row| / 127 (1 for an all-zero row). A QuantizedMatrix gives its own
+    q and scales for int8 (no requantisation) and is rounded from its float values otherwise."""
+    if dtype == "int8" and isinstance(w, QuantizedMatrix):
+        form = w.int8_form()
+        if form is not None:
+            return np.array(form[0]), np.array(form[1])
+    w = np.ascontiguousarray(w, dtype=np.float32)
+    if dtype == "float32":
+        return w, None
+    if dtype == "float16":
+        big = np.abs(w[np.isfinite(w)]).max(initial=0.0)
+        if big > 65504.0:
+            raise ValueError(f"weight {name!r} has |w| = {big:g}, past float16's largest value 65504: use bfloat16, int8 or float32")
+        return w.astype(np.float16).view(np.uint16), None
+    if dtype == "bfloat16":
+        u = w.view(np.uint32).astype(np.uint64)
+        r = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+        nan = np.isnan(w)
+        r[nan] = ((u[nan] >> 16) | 0x40).astype(np.uint16)  # stays a (quiet) NaN
+        return r, None
+    if dtype == "int8":
+        if not np.isfinite(w).all():
+            raise ValueError(f"weight {name!r} has NaN/Inf values: int8 cannot hold them (use float32)")
+        amax = np.abs(w).max(axis=1)
+        scale = np.where(amax > 0, amax / np.float32(127.0), np.float32(1.0)).astype(np.float32)
+        q = np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8)
+        return q, scale
+    raise ValueError(f"weights_dtype must be one of float32, float16, bfloat16, int8, got {dtype!r}")
+
+
+def dequantize(values: np.ndarray, scale: np.ndarray | None, dtype: str) -> np.ndarray:
+    """quantize's output -> the float32 matrix the kernels compute with (int8: q * s per row)."""
+    if dtype == "float32":
+        return np.asarray(values, np.float32)
+    if dtype == "float16":
+        return values.view(np.float16).astype(np.float32)
+    if dtype == "bfloat16":
+        return (values.astype(np.uint32) << 16).view(np.float32)
+    return (values.astype(np.float32) * scale[:, None]).astype(np.float32)
+
+
+_MATRICES = ("weight_ih_", "weight_hh_", "weight_hr_")
+
+
+def dequantized_weights(spec: LSTMSpec, weights: Mapping[str, Any], dtype: str) -> dict[str, np.ndarray]:
+    """The state_dict with W_ih, W_hh and W_hr replaced by what dtype keeps of them (float32)."""
+    w = check_weights(spec, weights, allow_nonfinite=True)
+    return {k: dequantize(*quantize(v, dtype, k), dtype) if k.startswith(_MATRICES) else v for k, v in w.items()}
+
+
 def _blocked(gates_first: np.ndarray, unit_block: int) -> np.ndarray:
     """(4H, K) or (4H,) in torch order -> the gate-blocked layout (NB, K, 4U) or (NB, 4U), 64-byte aligned."""
     U = unit_block
@@ -164,7 +322,7 @@ def panel_rows(n: int, panel: int) -> list[int]:
 def _panelled(rows_first: np.ndarray, panel: int) -> np.ndarray:
     """(N, K) in torch's row order -> the flat row-panel layout (N * K,) (see above)."""
     N, K = rows_first.shape
-    out = np.empty(N * K, dtype=np.float32)
+    out = np.empty(N * K, dtype=rows_first.dtype)
     n0 = 0
     for q in panel_rows(N, panel):
         out[n0 * K:(n0 + q) * K] = rows_first[n0:n0 + q].T.ravel()  # (K, q)
@@ -173,14 +331,15 @@ def _panelled(rows_first: np.ndarray, panel: int) -> np.ndarray:
 
 
 def pack(spec: LSTMSpec, weights: Mapping[str, Any], *, allow_nonfinite: bool = False,
-         unit_block: int = 0, panel: int = 0) -> list[PackedCell | PackedLinear]:
+         unit_block: int = 0, panel: int = 0, weights_dtype: str = "float32") -> list[PackedCell | PackedLinear]:
     """State-dict weights -> kernel layout, one PackedCell per (layer, direction), in order l*D+d,
     then one PackedLinear per Linear of the head (none without a head).
 
     unit_block: 0 for the plain transposed layout, or U > 0 dividing hidden_size for the
     gate-blocked layout the vector kernels read (kernels.KernelPlan.unit_block).
     panel: 0, or Q > 0 rows per panel for the row-panel layout the portable kernels read
-    (kernels.KernelPlan.panel; needs unit_block = 0)."""
+    (kernels.KernelPlan.panel; needs unit_block = 0).
+    weights_dtype: how w_ih, w_hh and w_hr are stored (quantize); the head stays float32."""
     if isinstance(unit_block, bool) or not isinstance(unit_block, int) or unit_block < 0 or (
             unit_block and spec.hidden_size % unit_block):
         raise ValueError(f"unit_block must be 0 or a positive divisor of hidden_size={spec.hidden_size}, got {unit_block!r}")
@@ -193,24 +352,28 @@ def pack(spec: LSTMSpec, weights: Mapping[str, Any], *, allow_nonfinite: bool = 
         for d in range(spec.num_directions):
             s = suffix(layer, d)
 
+            q = {m: quantize(w[f"{m}{s}"], weights_dtype, f"{m}{s}") for m in _MATRICES if f"{m}{s}" in w}
+
             def t(name: str) -> np.ndarray:
-                return np.ascontiguousarray(w[name].T)
+                return np.ascontiguousarray(q[name][0].T)
 
             bias = None
             if spec.bias:
                 folded = w[f"bias_ih_{s}"].astype(np.float64) + w[f"bias_hh_{s}"].astype(np.float64)
                 bias = folded.astype(np.float32)
+            s_ih, s_hh = q["weight_ih_"][1], q["weight_hh_"][1]
             w_hr = None
             if unit_block:
-                w_ih, w_hh = _blocked(w[f"weight_ih_{s}"], unit_block), _blocked(w[f"weight_hh_{s}"], unit_block)
+                w_ih, w_hh = _blocked(q["weight_ih_"][0], unit_block), _blocked(q["weight_hh_"][0], unit_block)
                 bias = _blocked(bias, unit_block) if bias is not None else None
-                w_hr = aligned_copy(t(f"weight_hr_{s}")) if spec.proj_size else None
+                s_ih, s_hh = (None, None) if s_ih is None else (_blocked(s_ih, unit_block), _blocked(s_hh, unit_block))
+                w_hr = aligned_copy(t("weight_hr_")) if spec.proj_size else None
             elif panel:
-                w_ih, w_hh = _panelled(w[f"weight_ih_{s}"], panel), _panelled(w[f"weight_hh_{s}"], panel)
-                w_hr = _panelled(w[f"weight_hr_{s}"], panel) if spec.proj_size else None
+                w_ih, w_hh = _panelled(q["weight_ih_"][0], panel), _panelled(q["weight_hh_"][0], panel)
+                w_hr = _panelled(q["weight_hr_"][0], panel) if spec.proj_size else None
             else:
-                w_ih, w_hh = t(f"weight_ih_{s}"), t(f"weight_hh_{s}")
-                w_hr = t(f"weight_hr_{s}") if spec.proj_size else None
+                w_ih, w_hh = t("weight_ih_"), t("weight_hh_")
+                w_hr = t("weight_hr_") if spec.proj_size else None
             cells.append(
                 PackedCell(
                     layer=layer,
@@ -222,6 +385,10 @@ def pack(spec: LSTMSpec, weights: Mapping[str, Any], *, allow_nonfinite: bool = 
                     w_ph=w[f"weight_ph_{s}"] if spec.peepholes else None,
                     unit_block=unit_block,
                     panel=panel,
+                    s_ih=s_ih,
+                    s_hh=s_hh,
+                    s_hr=q["weight_hr_"][1] if spec.proj_size else None,
+                    weights_dtype=weights_dtype,
                 )
             )
     head: list[PackedCell | PackedLinear] = [PackedLinear(i, w[f"head.{i}.weight"], w[f"head.{i}.bias"] if h.bias else None)

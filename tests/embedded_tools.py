@@ -2,7 +2,7 @@
 
 Run as a script for the README's figures (every target whose tools are installed):
 
-    .venv/bin/python tests/embedded_tools.py [example] [--math approx]    # default: kws, libm
+    .venv/bin/python tests/embedded_tools.py [example] [--math libm] [--weights-dtype int8]    # default: kws, approx, float32
 
 Targets: the host (gcc, clang, valgrind), 32-bit ARM Linux under qemu-arm, and Cortex-M firmware
 under qemu-system-arm with semihosting (start-up and linker script in tests/embedded_fw/). With
@@ -82,24 +82,26 @@ def passed(stdout: str, prefix: str) -> bool:
     return f"{prefix} selftest: PASS (0 failures)" in stdout
 
 
-def example_folder(name: str, dst: str, math: str) -> str:
-    """generated/<name> as it is (libm), or regenerated with the same options and another math."""
-    if math == "libm":
+def example_folder(name: str, dst: str, math: str, weights_dtype: str = "float32") -> str:
+    """generated/<name> as it is (the defaults: approx, float32), or regenerated with the same
+    options and another math or weights dtype."""
+    if math == "approx" and weights_dtype == "float32":
         return copy_example(name, dst)
     sys.path.insert(0, os.path.join(ROOT, "examples"))
     import make_generated
 
     spec, weights = make_generated.example(name)
     out = os.path.join(dst, name)
-    embedded.generate_embedded(spec, weights, out, prefix=name, math=math, **make_generated.EMBEDDED[name])
+    embedded.generate_embedded(spec, weights, out, prefix=name, math=math, weights_dtype=weights_dtype,
+                               **make_generated.EMBEDDED[name])
     return out
 
 
-def figures(name: str = "kws", math: str = "libm") -> list[str]:
+def figures(name: str = "kws", math: str = "approx", weights_dtype: str = "float32") -> list[str]:
     """One markdown table row per target whose tools are installed."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="lstmgen-emb-") as tmp:
-        folder = example_folder(name, tmp, math)
+        folder = example_folder(name, tmp, math, weights_dtype)
         for cc in ("gcc", "clang"):
             if shutil.which(cc):
                 exe = os.path.join(folder, f"st_{cc}")
@@ -137,10 +139,11 @@ if __name__ == "__main__":
 
     ap = argparse.ArgumentParser(description="the embedded self-test on every target whose tools are installed")
     ap.add_argument("example", nargs="?", default="kws")
-    ap.add_argument("--math", choices=["libm", "approx"], default="libm")
+    ap.add_argument("--math", choices=["libm", "approx"], default="approx")
+    ap.add_argument("--weights-dtype", choices=["float32", "float16", "bfloat16", "int8"], default="float32")
     args = ap.parse_args()
-    print(f"self-test of generated/{args.example}, math={args.math} (tolerance 1e-5 absolute):\n")
+    print(f"self-test of generated/{args.example}, math={args.math}, weights {args.weights_dtype} (tolerance 1e-5 absolute):\n")
     print("| target | result | max abs error | instructions per step |")
     print("|---|---|---|---|")
-    for row in figures(args.example, args.math):
+    for row in figures(args.example, args.math, args.weights_dtype):
         print(row)

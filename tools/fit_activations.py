@@ -125,6 +125,39 @@ def lawson_poly(f, a: float, b: float, deg: int, n: int = 4000, iters: int = 60)
     return c
 
 
+def lawson_weighted(f, w, a: float, b: float, deg: int, n: int = 6000, iters: int = 100) -> np.ndarray:
+    """Polynomial coefficients minimising max |w(t) (P(t) - f(t))| on [a, b] (Lawson's reweighted
+    least squares on Chebyshev points)."""
+    t = np.cos(np.pi * (np.arange(n) + 0.5) / n) * (b - a) / 2 + (a + b) / 2
+    V = np.vander(t, deg + 1, increasing=True) * w(t)[:, None]
+    ft = f(t) * w(t)
+    lw = np.ones(n)
+    for _ in range(iters):
+        c, *_ = np.linalg.lstsq(V * np.sqrt(lw)[:, None], ft * np.sqrt(lw), rcond=None)
+        lw = lw * np.abs(V @ c - ft)
+        lw /= lw.sum()
+    return c
+
+
+def expm1_poly(deg: int = 3) -> list[float]:
+    """p with e^y ~ 1 + y + y^2 / 2 + y^3 q(y) on [-ln2/2, ln2/2] (the first three exact): q of
+    degree deg, minimax in the relative error of e^y - 1 (weight y^3 / (e^y - 1)), so the same p
+    serves e^y (sigmoid; its relative error there is smaller still) and e^y - 1 (the vector tanh,
+    accurate and unbiased down to y = 0, where a p2 off 1/2 would bias it)."""
+    ln2 = math.log(2)
+
+    def q(y):
+        series = 1 / 6 + y / 24 + y * y / 120 + y ** 3 / 720 + y ** 4 / 5040 + y ** 5 / 40320
+        with np.errstate(all="ignore"):
+            direct = (np.expm1(y) - y - y * y / 2) / y ** 3
+        return np.where(np.abs(y) < 3e-2, series, direct)
+
+    def w(y):
+        with np.errstate(all="ignore"):
+            return np.where(np.abs(y) < 1e-9, y * y, y ** 3 / np.expm1(y))
+    return [1.0, 1.0, 0.5] + [float(F(c)) for c in lawson_weighted(q, w, -ln2 / 2, ln2 / 2, deg)]
+
+
 def exp_candidate(x: np.ndarray, coeffs: np.ndarray) -> np.ndarray:
     """sigmoid(x) = 1 / (1 + e^-x) with e^y = 2^k p(r) in float32 (y clamped to [-87.3, 88])."""
     y = np.clip(-x, F(-87.3), F(88.0)).astype(F)
@@ -177,9 +210,9 @@ def final_coefficients(x: np.ndarray | None = None, t: float = TANH_SMALL, deg_q
     """The float32 coefficients kernels.py carries (EXP_P, TANH_Q, TANH_SMALL), printed as C99
     hex floats, and (given a sweep x) the error of the forms built from them."""
     ln2 = math.log(2)
-    p = [float(F(c)) for c in lawson_poly(np.exp, -ln2 / 2, ln2 / 2, 6)]
+    p = expm1_poly()
     q = [float(F(c)) for c in tanh_odd_poly(t, deg_q)]
-    print(f"EXP_P = {hexes(p)}  # e^r on [-ln2/2, ln2/2], degree 6")
+    print(f"EXP_P = {hexes(p)}  # e^r = 1 + r + r^2 / 2 + r^3 q(r) on [-ln2/2, ln2/2], q minimax for e^r - 1")
     print(f"TANH_Q = {hexes(q)}  # tanh(x) = x + x^3 q(x^2) on |x| < {t}")
     if x is not None:
         x64 = x.astype(np.float64)

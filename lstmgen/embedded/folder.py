@@ -16,8 +16,9 @@ import numpy as np
 
 from .. import __version__
 from ..codegen import _env, check_prefix, render
+from ..kernels import MATH_NOTES
 from ..output import write_files
-from ..weights import split_packed
+from ..weights import dequantized_weights, split_packed
 from .footprint import check_static_size, footprint, static_context
 from .schedule import embedded_program, pack_weights
 from .selftest import DEFAULT_TOLERANCE, check_selftest_size, selftest_context
@@ -25,11 +26,11 @@ from .selftest import DEFAULT_TOLERANCE, check_selftest_size, selftest_context
 
 def embedded_sources(spec: Any, weights: Mapping[str, Any], *, prefix: str = "lstm", max_batch: int = 1,
                      seq_len: int | None = None, chunk: int | None = None, time_loop: str = "looped",
-                     math: str = "libm", selftest: bool = True, tolerance: float | None = None,
-                     allow_nonfinite: bool = False) -> dict[str, str]:
+                     math: str = "approx", selftest: bool = True, tolerance: float | None = None,
+                     allow_nonfinite: bool = False, weights_dtype: str = "float32") -> dict[str, str]:
     """{filename: text} of the embedded folder (see the package docstring).
 
-    math: 'libm' (expf/tanhf) or 'approx' (libm-free float32 sigmoid/tanh, kernels.py).
+    math: 'approx' (default: libm-free float32 sigmoid/tanh, kernels.py) or 'libm' (expf/tanhf).
     tolerance: the self-test's absolute tolerance (default DEFAULT_TOLERANCE)."""
     from ..spec import as_spec
 
@@ -41,7 +42,8 @@ def embedded_sources(spec: Any, weights: Mapping[str, Any], *, prefix: str = "ls
         tolerance = DEFAULT_TOLERANCE
     if not (isinstance(tolerance, (int, float)) and not isinstance(tolerance, bool) and 0 < tolerance < 1):
         raise ValueError(f"tolerance must be a number in (0, 1), got {tolerance!r}")
-    program = embedded_program(spec, max_batch=max_batch, seq_len=seq_len, chunk=chunk, time_loop=time_loop, math=math)
+    program = embedded_program(spec, max_batch=max_batch, seq_len=seq_len, chunk=chunk, time_loop=time_loop, math=math,
+                               weights_dtype=weights_dtype)
     fp = footprint(program)
     check_static_size(fp)
     packed = pack_weights(program, weights, allow_nonfinite)
@@ -59,11 +61,15 @@ def embedded_sources(spec: Any, weights: Mapping[str, Any], *, prefix: str = "ls
     if selftest and finite:
         # (NaN/Inf weights, kept with allow_nonfinite, have no meaningful golden: no self-test then)
         check_selftest_size(fp)
-        st = selftest_context(spec, weights, fp, p, float(tolerance))
-        files[f"{p}_selftest.c"] = env.get_template("selftest.c.j2").render(ctx, **st)
+        # the goldens come from the weights the C holds (dequantised for a low-precision dtype)
+        golden_w = weights if weights_dtype == "float32" else dequantized_weights(spec, weights, weights_dtype)
+        st = selftest_context(spec, golden_w, fp, p, float(tolerance))
+        files[f"{p}_selftest.c"] = env.get_template("selftest.c.j2").render(
+            ctx, **st, math=program.schedule.math, math_note=MATH_NOTES[program.schedule.math])
     files["Makefile"] = env.get_template("Makefile.j2").render(ctx, summary=spec.summary())
     files["README.md"] = env.get_template("folder_readme.md.j2").render(
         ctx, spec=spec, fp=fp, schedule=str(program.schedule), math=program.schedule.math,
+        math_note=MATH_NOTES[program.schedule.math],
         selftest=f"{p}_selftest.c" in files,
         tolerance=f"{tolerance:g}", footprint=fp.lines("run `make size` (see below)"))
     return files

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..abi import FIELD_NAMES, HEAD_FIELD_NAMES
+from ..abi import HEAD_FIELD_NAMES, cell_fields
+from ..kernels import WEIGHT_BYTES
 from ..schedule import Schedule, ScheduledProgram
 from ..spec import LSTMSpec, head_parameters
 
 POINTER_BYTES = 4  # the weight table's pointers on the 32-bit targets this folder is for
-CELL_POINTERS = len(FIELD_NAMES)  # pointers per <p>_cell_weights (abi.WEIGHT_FIELDS)
+CELL_POINTERS = len(cell_fields("float32"))  # pointers per <p>_cell_weights (abi.WEIGHT_FIELDS; int8 adds 3 scales)
 LINEAR_POINTERS = len(HEAD_FIELD_NAMES)  # pointers per <p>_linear_weights of a head (abi.HEAD_FIELDS)
 # Largest sizeof(<p>_state) a static build accepts. The folder is for microcontrollers: the largest
 # have a few MiB of SRAM, boards with external SDRAM some tens of MiB, so a bigger state is a typo
@@ -46,13 +47,22 @@ class Footprint:
 
     @property
     def weight_table_bytes(self) -> int:
-        cells = self.spec.num_layers * self.spec.num_directions * CELL_POINTERS
+        cells = self.spec.num_layers * self.spec.num_directions * len(cell_fields(self.schedule.weights))
         return (cells + len(self.spec.head_linears()) * LINEAR_POINTERS) * POINTER_BYTES
 
     @property
+    def matrix_elements(self) -> int:
+        """Elements of the weight matrices W_ih, W_hh, W_hr (stored in the schedule's weights dtype)."""
+        return matrix_elements(self.spec)
+
+    @property
     def weights_bytes(self) -> int:
-        """Flash for the weights: the float arrays plus the <p>_model_weights pointer table."""
-        return 4 * self.weight_floats + self.weight_table_bytes
+        """Flash for the weights: the matrices in their dtype, the float32 vectors (biases,
+        peepholes, the head, int8's scales) and the <p>_model_weights pointer table."""
+        dtype = self.schedule.weights
+        matrices = self.matrix_elements
+        scales = scale_floats(self.spec) if dtype == "int8" else 0
+        return WEIGHT_BYTES[dtype] * matrices + 4 * (self.weight_floats - matrices + scales) + self.weight_table_bytes
 
     @property
     def state_bytes(self) -> int:
@@ -64,13 +74,20 @@ class Footprint:
         """Multiply-accumulates per time step and batch row (all layers and directions)."""
         return self.spec.macs_per_step()
 
+    def _dtype_note(self) -> str:
+        dtype = self.schedule.weights
+        if dtype == "float32":
+            return ""
+        note = f"; the {self.matrix_elements} matrix weights as {dtype}, {WEIGHT_BYTES[dtype]} byte(s) each"
+        return note + (f", {scale_floats(self.spec)} float32 row scales" if dtype == "int8" else "")
+
     def lines(self, code: str) -> list[str]:
         """The footprint as aligned text lines (header comment, README, report)."""
         head = head_parameters(self.spec.head)
         return [
             f"parameters        {self.parameters} (floats in the state_dict)",
-            f"flash, weights    {self.weights_bytes} bytes: {self.weight_floats} floats in kernel layout "
-            f"(biases folded{f'; the head {head}' if self.spec.head else ''}) + {self.weight_table_bytes}-byte pointer table",
+            f"flash, weights    {self.weights_bytes} bytes: {self.weight_floats} {'floats' if self.schedule.weights == 'float32' else 'values'} in kernel layout "
+            f"(biases folded{f'; the head {head}' if self.spec.head else ''}{self._dtype_note()}) + {self.weight_table_bytes}-byte pointer table",
             f"flash, code       {code}",
             f"RAM               {self.state_bytes} bytes = sizeof(state): h {4 * self.h_floats} + c {4 * self.c_floats}"
             f" + workspace {4 * self.ws_floats} + batch 4",
@@ -91,6 +108,17 @@ def weight_floats(spec: LSTMSpec) -> int:
     H, R, P, D = spec.hidden_size, spec.output_size, spec.proj_size, spec.num_directions
     per_cell = 4 * H * R + (4 * H if spec.bias else 0) + H * P + (3 * H if spec.peepholes else 0)
     return sum(D * (4 * H * spec.layer_input_size(k) + per_cell) for k in range(spec.num_layers)) + head_parameters(spec.head)
+
+
+def matrix_elements(spec: LSTMSpec) -> int:
+    """Elements of W_ih, W_hh and W_hr over all cells (what weights_dtype stores)."""
+    H, R, P, D = spec.hidden_size, spec.output_size, spec.proj_size, spec.num_directions
+    return sum(D * (4 * H * (spec.layer_input_size(k) + R) + H * P) for k in range(spec.num_layers))
+
+
+def scale_floats(spec: LSTMSpec) -> int:
+    """int8's float32 scales: one per output row of W_ih and W_hh (4H each) and of W_hr (P)."""
+    return spec.num_layers * spec.num_directions * (8 * spec.hidden_size + spec.proj_size)
 
 
 def footprint(program: ScheduledProgram) -> Footprint:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..kernels import check_weights_dtype
 from ..schedule import Schedule, ScheduledProgram, build_program
 from ..spec import LSTMSpec
 from ..weights import PackedCell, pack
@@ -22,7 +23,7 @@ DEFAULT_CHUNK = 4
 
 
 def embedded_schedule(spec: LSTMSpec, *, max_batch: int = 1, seq_len: int | None = None, chunk: int | None = None,
-                      time_loop: str = "looped", math: str = "libm") -> Schedule:
+                      time_loop: str = "looped", math: str = "approx", weights_dtype: str = "float32") -> Schedule:
     """The schedule of a static build. Unidirectional models default to the chunked schedule
     (workspace independent of T); bidirectional ones need a fixed maximum sequence length."""
     if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
@@ -37,17 +38,17 @@ def embedded_schedule(spec: LSTMSpec, *, max_batch: int = 1, seq_len: int | None
         )
     # target stays "portable": plain C99 for any core (kernels.py)
     return Schedule(time_loop=time_loop, seq_len=seq_len, chunk=chunk, max_batch=max_batch,  # type: ignore[arg-type]
-                    math=math)
+                    math=math, weights=check_weights_dtype(weights_dtype))
 
 
 def embedded_program(spec: LSTMSpec, *, max_batch: int = 1, seq_len: int | None = None, chunk: int | None = None,
-                     time_loop: str = "looped", math: str = "libm") -> ScheduledProgram:
+                     time_loop: str = "looped", math: str = "approx", weights_dtype: str = "float32") -> ScheduledProgram:
     """The lowered ScheduledProgram of a static build (see embedded_schedule for the options)."""
     return build_program(spec, embedded_schedule(spec, max_batch=max_batch, seq_len=seq_len, chunk=chunk,
-                                                 time_loop=time_loop, math=math))
+                                                 time_loop=time_loop, math=math, weights_dtype=weights_dtype))
 
 
 def pack_weights(program: ScheduledProgram, weights: Mapping[str, Any], allow_nonfinite: bool = False) -> list[PackedCell]:
     """The weights in the layout this program's kernels read, one PackedCell per (layer, direction)."""
     return pack(program.spec, weights, allow_nonfinite=allow_nonfinite, unit_block=program.unit_block,
-                panel=program.panel)
+                panel=program.panel, weights_dtype=program.schedule.weights)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..abi import WARN_FLAGS, entry_points
+from ..kernels import MATH_NOTES
 from ..build import BuildError
 from ..codegen import check_prefix
 from ..weights import check_weights, random_weights
@@ -148,15 +149,17 @@ def _stack_depths(graph: tuple[dict[str, int | None], dict[str, set[str]]], pref
 
 
 def report(spec: Any, weights: Mapping[str, Any] | None = None, *, prefix: str = "lstm", max_batch: int = 1,
-           seq_len: int | None = None, chunk: int | None = None, time_loop: str = "looped", math: str = "libm",
-           cpus: tuple[str, ...] = ("cortex-m4", "cortex-m0plus"), measure_code: bool = True) -> str:
+           seq_len: int | None = None, chunk: int | None = None, time_loop: str = "looped", math: str = "approx",
+           cpus: tuple[str, ...] = ("cortex-m4", "cortex-m0plus"), measure_code: bool = True,
+           weights_dtype: str = "float32") -> str:
     """The footprint as text: exact sizes, plus code bytes and stack per CPU when the cross
     compiler is installed (random weights stand in when none are given: sizes do not depend on values)."""
     from ..spec import as_spec
 
     spec = as_spec(spec)
     check_prefix(prefix)
-    program = embedded_program(spec, max_batch=max_batch, seq_len=seq_len, chunk=chunk, time_loop=time_loop, math=math)
+    program = embedded_program(spec, max_batch=max_batch, seq_len=seq_len, chunk=chunk, time_loop=time_loop, math=math,
+                               weights_dtype=weights_dtype)
     fp = footprint(program)
     check_static_size(fp)  # what embedded_sources refuses, measured or not
     measured: list[Measurement] = []
@@ -168,13 +171,14 @@ def report(spec: Any, weights: Mapping[str, Any] | None = None, *, prefix: str =
     else:  # only the cross compiler needs the folder (and so the weights written out as C)
         w = weights if weights is not None else random_weights(spec, seed=0)
         files = embedded_sources(spec, w, prefix=prefix, max_batch=max_batch, seq_len=seq_len, chunk=chunk,
-                                 time_loop=time_loop, math=math, selftest=False)
+                                 time_loop=time_loop, math=math, selftest=False, weights_dtype=weights_dtype)
         measured = [measure(files, prefix, cpu) for cpu in cpus]
     if not measured and weights is not None:
         check_weights(spec, weights)  # refuse what embedded_sources would have refused
     lines = [f"lstmgen report: {spec.summary()}; {program.schedule}"]
     code = note or ", ".join(f"{m.code_bytes(prefix)} bytes ({m.cpu})" for m in measured)
     lines += ["  " + line for line in fp.lines(code)]
+    lines.append(f"  math              {program.schedule.math}: {MATH_NOTES[program.schedule.math]}")
     for m in measured:
         text, data, bss = (sum(s[i] for s in m.sizes.values()) for i in range(3))
         worst = max(m.stack.values(), default=0)
