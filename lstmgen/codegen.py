@@ -411,20 +411,15 @@ _GUARDS = {
 }
 
 
-# How the x86 vector forms take 1/b, per ISA: "newton" (a reciprocal estimate refined by Newton
-# steps r + r (1 - b r) on the FMA ports: one after AVX-512's 14-bit rcp14, two after AVX2's
-# 12-bit rcp, whose single step leaves 3.2 ulp and a -0.35 ulp bias in sigmoid) or "div" (the
-# divider). Measured on Zen 5 (bench.py --quick): AVX-512 division is as fast as rcp14 + one
-# step, equally accurate, and gives sigmoid(-inf) = 0 where rcp14 gives 6e-39. On Zen 3 the AVX2
-# divider beats rcp + two steps on the cell's dependency chain too (a microbenchmark of one step
-# h -> gates -> c -> h: 40 ns against 48), and is correctly rounded. NEON divides.
-X86_RECIP = {"avx512": "div", "avx2": "div"}
+# Every vector form takes a / b with the divider. A reciprocal estimate refined by Newton steps
+# was measured against it: on Zen 5, AVX-512 division is as fast as rcp14 + one step and gives
+# sigmoid(-inf) = 0 where rcp14 gives 6e-39; on Zen 3 the AVX2 divider beats rcp + two steps on
+# the cell's dependency chain (a microbenchmark of one step h -> gates -> c -> h: 40 ns against
+# 48), and is correctly rounded.
 
 
 def _loadw(isa: str, vw: int, dtype: str) -> str:
     """The body of vloadw: vw weights of dtype at `a` widened to float32 (reads exactly vw of them)."""
-    if dtype == "float32":
-        return {"neon": "return vld1q_f32(a)"}.get(isa, f"return {_X86[vw][1]}_loadu_ps(a)")
     if isa == "neon":
         return {"float16": "return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(a)))",
                 "bfloat16": "return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(a), 16))",
@@ -451,7 +446,7 @@ def _vector_ops(isa: str, vw: int, dtype: str = "float32") -> tuple[str, str, li
         header, vtype = "arm_neon.h", "float32x4_t"
         spell = dict(load="vld1q_f32(a)", store="vst1q_f32(a, v)", set1="vdupq_n_f32(x)", fma="vfmaq_f32(c, a, b)",
                      mul="vmulq_f32(a, b)", add="vaddq_f32(a, b)", min="vminq_f32(a, b)", max="vmaxq_f32(a, b)",
-                     recip="vdivq_f32(vdupq_n_f32(1.0f), b)", div="return vdivq_f32(a, b)", abs="vabsq_f32(a)", sub="vsubq_f32(a, b)",
+                     div="vdivq_f32(a, b)", abs="vabsq_f32(a)", sub="vsubq_f32(a, b)",
                      exp2bits="vreinterpretq_f32_s32(vshlq_n_s32(vreinterpretq_s32_f32(a), 23))",
                      blendlt="vbslq_f32(vcltq_f32(a, b), t, f)", copysign="vbslq_f32(vdupq_n_u32(0x80000000u), b, a)")
     else:
@@ -459,15 +454,6 @@ def _vector_ops(isa: str, vw: int, dtype: str = "float32") -> tuple[str, str, li
         header = "immintrin.h"
         bits = {16: "512", 8: "256", 4: "128"}[vw]
         si = f"{pre}_castsi{bits}_ps({pre}_slli_epi32({pre}_castps_si{bits}(a), 23))"
-        if X86_RECIP[isa] == "newton":
-            rcp = f"{pre}_rcp14_ps(b)" if isa == "avx512" else f"{pre}_rcp_ps(b)"
-            step = f"r = {pre}_fmadd_ps(r, {pre}_fnmadd_ps(b, r, {pre}_set1_ps(1.0f)), r)"
-            refine = f"{vtype} r = {rcp};\n    " + ("" if isa == "avx512" else f"{step};\n    ")
-            recip = refine + f"return {step}"
-            div = refine + f"{step};\n    return {pre}_mul_ps(a, r)"
-        else:
-            recip = f"return {pre}_div_ps({pre}_set1_ps(1.0f), b)"
-            div = f"return {pre}_div_ps(a, b)"
         if vw == 16:
             blend = f"{pre}_mask_blend_ps({pre}_cmp_ps_mask(a, b, _CMP_LT_OQ), f, t)"
             absv = f"{pre}_abs_ps(a)"
@@ -481,22 +467,22 @@ def _vector_ops(isa: str, vw: int, dtype: str = "float32") -> tuple[str, str, li
             csign = f"{pre}_or_ps(a, {pre}_and_ps(b, {pre}_set1_ps(-0.0f)))"
         spell = dict(load=f"{pre}_loadu_ps(a)", store=f"{pre}_storeu_ps(a, v)", set1=f"{pre}_set1_ps(x)",
                      fma=f"{pre}_fmadd_ps(a, b, c)", mul=f"{pre}_mul_ps(a, b)", add=f"{pre}_add_ps(a, b)",
-                     min=f"{pre}_min_ps(a, b)", max=f"{pre}_max_ps(a, b)", recip=recip, div=div, abs=absv, exp2bits=si, sub=f"{pre}_sub_ps(a, b)",
+                     min=f"{pre}_min_ps(a, b)", max=f"{pre}_max_ps(a, b)", div=f"{pre}_div_ps(a, b)", abs=absv, exp2bits=si, sub=f"{pre}_sub_ps(a, b)",
                      blendlt=blend, copysign=csign)
     one, two = f"{V} a", f"{V} a, {V} b"
     ops = [
         ("load", V, "const float *a", "return " + spell["load"]),
-        ("loadw", V, f"const {WEIGHT_CTYPES[dtype]} *a", _loadw(isa, vw, dtype)),  # weights, widened
+        # weights, widened from the schedule's dtype (float32: the plain load)
+        ("loadw", V, f"const {WEIGHT_CTYPES[dtype]} *a", "return " + spell["load"] if dtype == "float32" else _loadw(isa, vw, dtype)),
         ("store", "void", f"float *a, {V} v", spell["store"]),
         ("set1", V, "float x", "return " + spell["set1"]),
         ("fma", V, f"{V} a, {V} b, {V} c", "return " + spell["fma"]),
     ] + [(name, V, two, "return " + spell[name]) for name in ("add", "mul", "min", "max")] + [
-        # a - b; a's bits shifted left by 23 (2^k from MAGIC + k); |a|; 1 / b
+        # a - b; a's bits shifted left by 23 (2^k from MAGIC + k); |a|
         ("sub", V, two, "return " + spell["sub"]),
         ("exp2bits", V, one, "return " + spell["exp2bits"]),
         ("abs", V, one, "return " + spell["abs"]),
-        ("recip", V, f"{V} b", ("" if spell["recip"].startswith((vtype, "return")) else "return ") + spell["recip"]),
-        ("div", V, two, spell["div"]),  # a / b
+        ("div", V, two, "return " + spell["div"]),  # a / b
         # lanes where a < b (false for NaN) take t, the others f
         ("blendlt", V, f"{V} a, {V} b, {V} t, {V} f", "return " + spell["blendlt"]),
         # a (non-negative or NaN) with b's sign bit

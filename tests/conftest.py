@@ -5,6 +5,7 @@ import os
 import shutil
 import sys
 
+import numpy as np
 import pytest
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
@@ -36,6 +37,23 @@ def need_tool(name: str) -> str:
             pytest.fail(f"{name} is required in CI (.ci/run installs it)")
         pytest.skip(f"{name} not found")
     return path
+
+
+def max_abs_diff(got, want) -> float:
+    """Max abs difference over (out, (h_n, c_n)) of two forward results, in float64."""
+    (y, (h, c)), (wy, (wh, wc)) = got, want
+    return max(float(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)).max()) for a, b in ((y, wy), (h, wh), (c, wc)))
+
+
+def quantize_dynamic(torch, module, dtype, qconfig=None):
+    """torch's dynamically quantised copy of an nn.LSTM / nn.LSTMCell (in a Sequential: a bare
+    module is returned unconverted by quantize_dynamic)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice
+        spec = {type(module): qconfig} if qconfig is not None else {type(module)}
+        return torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(module), spec, dtype=dtype)[0]
 
 
 @pytest.fixture(scope="module")

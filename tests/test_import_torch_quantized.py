@@ -23,11 +23,11 @@ bit), not for the outputs: those differ by torch's activation quantisation, ~1e-
 """
 
 import pickle
-import warnings
 
 import numpy as np
 import pytest
-from conftest import need_module
+from conftest import max_abs_diff as max_diff
+from conftest import need_module, quantize_dynamic
 
 import lstmgen
 from lstmgen import reference
@@ -39,20 +39,6 @@ CASES = [
     dict(input_size=40, hidden_size=64, num_layers=2, batch_first=True),
 ]
 IDS = ["deep", "bidir", "kws_batch_first"]
-
-
-def quantize_dynamic(torch, module, dtype, qconfig=None):
-    """torch's dynamically quantised copy of an nn.LSTM / nn.LSTMCell (in a Sequential: a bare
-    module is returned unconverted by quantize_dynamic)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice
-        spec = {type(module): qconfig} if qconfig is not None else {type(module)}
-        return torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(module), spec, dtype=dtype)[0]
-
-
-def max_diff(got, want) -> float:
-    (y, (h, c)), (wy, (wh, wc)) = got, want
-    return max(float(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)).max()) for a, b in ((y, wy), (h, wh), (c, wc)))
 
 
 def torch_run(torch, module, x):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import need_module
+from conftest import need_module, quantize_dynamic
 
 import lstmgen
 from lstmgen.importers import from_state_dict
@@ -198,13 +198,6 @@ def test_parametrisations_a_state_dict_cannot_compute_are_refused():
 # ---- dynamically quantised modules ----------------------------------------------------------
 
 
-def _quantize(torch, module, dtype):
-    import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice
-        return torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(module), {type(module)}, dtype=dtype)[0]
-
-
 # Measured with torch 2.13 (seed 11, T=20, B=3), max abs difference of the outputs:
 #   qint8,   I=4 H=8 L=2 bidirectional: lstmgen vs float LSTM with the dequantised weights 1.2e-7;
 #            lstmgen vs the quantised module 2.2e-3, the quantised module vs the float original 2.3e-3;
@@ -220,7 +213,7 @@ def test_dynamically_quantised_lstm_is_its_dequantised_float_lstm(cfg, dtype):
     torch = need_module("torch")
     torch.manual_seed(11)
     float_lstm = torch.nn.LSTM(**cfg).eval()
-    q = _quantize(torch, float_lstm, getattr(torch, dtype))
+    q = quantize_dynamic(torch, float_lstm, getattr(torch, dtype))
     assert type(q).__module__.startswith("torch.ao.nn.quantized.dynamic")
     spec, w = lstmgen.from_torch(q)
     assert spec == lstmgen.from_torch(float_lstm)[0]
@@ -244,7 +237,7 @@ def test_dynamically_quantised_lstm_cell_and_its_state_dict(dtype):
     torch = need_module("torch")
     torch.manual_seed(12)
     cell = torch.nn.LSTMCell(4, 8).eval()
-    q = _quantize(torch, cell, getattr(torch, dtype))
+    q = quantize_dynamic(torch, cell, getattr(torch, dtype))
     spec, w = lstmgen.from_torch(q)
     assert (spec.input_size, spec.hidden_size, spec.num_layers) == (4, 8, 1)
     model = lstmgen.compile(spec, w, target="portable")
@@ -258,7 +251,7 @@ def test_dynamically_quantised_lstm_cell_and_its_state_dict(dtype):
     with pytest.raises(ValueError, match=r"_packed_weight_ih' is a packed parameter of a dynamically quantised LSTM"):
         lstmgen.from_torch(q.state_dict())
     with pytest.raises(ValueError, match=r"_all_weight_values\.0\.param' is a packed parameter"):
-        lstmgen.from_torch(_quantize(torch, torch.nn.LSTM(2, 3), getattr(torch, dtype)).state_dict())
+        lstmgen.from_torch(quantize_dynamic(torch, torch.nn.LSTM(2, 3), getattr(torch, dtype)).state_dict())
 
 
 # ---- subclasses, hooks and containers -------------------------------------------------------
@@ -313,7 +306,7 @@ def test_modules_containing_lstms_are_refused_naming_them():
         lstmgen.from_torch(Net())
     with pytest.raises(TypeError, match=r"got Sequential; it contains LSTMs at: net\[0\]"):
         lstmgen.compile(torch.nn.Sequential(torch.nn.LSTM(3, 4), torch.nn.Identity()))
-    quantised = _quantize(torch, torch.nn.LSTM(3, 4), torch.qint8)
+    quantised = quantize_dynamic(torch, torch.nn.LSTM(3, 4), torch.qint8)
     with pytest.raises(TypeError, match=r"contains LSTMs at: net\.rnn"):
         lstmgen.from_torch(torch.nn.ModuleDict({"rnn": quantised}))
     with pytest.raises(TypeError, match=r"got Linear, which contains no nn\.LSTM or nn\.LSTMCell"):

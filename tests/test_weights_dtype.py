@@ -9,7 +9,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from conftest import need_module
+from conftest import max_abs_diff, need_module
 
 import lstmgen
 from lstmgen import kernels, reference
@@ -28,11 +28,6 @@ SPECS = [
 QUANT_BOUND = {"float16": 1e-3, "bfloat16": 5e-3, "int8": 2e-2}
 
 
-def worst(got, ref) -> float:
-    (y, (h, c)), (ry, (rh, rc)) = got, ref
-    return max(float(np.abs(np.asarray(a, np.float64) - b).max()) for a, b in ((y, ry), (h, rh), (c, rc)))
-
-
 @pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kw", SPECS, ids=lambda kw: "-".join(f"{k}{v}" for k, v in kw.items()))
@@ -41,8 +36,8 @@ def test_c_matches_the_reference_on_the_dequantised_weights(kw, dtype, target):
     w = random_weights(spec, seed=3)
     x = np.random.default_rng(0).standard_normal((20, 3, spec.input_size)).astype(np.float32)
     got = lstmgen.compile(spec, w, target=target, weights_dtype=dtype)(x)
-    assert worst(got, reference.lstm_forward(spec, dequantized_weights(spec, w, dtype), x)) < 1e-6
-    quant = worst(got, reference.lstm_forward(spec, w, x))
+    assert max_abs_diff(got, reference.lstm_forward(spec, dequantized_weights(spec, w, dtype), x)) < 1e-6
+    quant = max_abs_diff(got, reference.lstm_forward(spec, w, x))
     assert 0 < quant < QUANT_BOUND[dtype], f"{dtype}: error vs the float32 weights {quant:.2e}"
 
 
@@ -110,7 +105,7 @@ def test_models_pickle_and_take_new_weights_in_their_dtype():
     m = lstmgen.compile(spec, w, weights_dtype="int8")
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(m))(x)[0], m(x)[0])
     other = m.with_weights(w2)
-    assert worst(other(x), reference.lstm_forward(spec, dequantized_weights(spec, w2, "int8"), x)) < 1e-6
+    assert max_abs_diff(other(x), reference.lstm_forward(spec, dequantized_weights(spec, w2, "int8"), x)) < 1e-6
     assert "weights=int8" in str(m.schedule)
 
 
