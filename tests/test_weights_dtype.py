@@ -43,7 +43,7 @@ def test_c_matches_the_reference_on_the_dequantised_weights(kw, dtype, target):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_schedules_and_tiles_agree_bit_for_bit(dtype):
-    spec = lstmgen.LSTMSpec(input_size=6, hidden_size=16, num_layers=2)
+    spec = lstmgen.LSTMSpec(input_size=6, hidden_size=32, num_layers=2)
     w = random_weights(spec, seed=5)
     x = np.random.default_rng(1).standard_normal((12, 2, 6)).astype(np.float32)
     base = lstmgen.compile(spec, w, weights_dtype=dtype)
