@@ -609,6 +609,8 @@ def kernel_context(program: ScheduledProgram, p: str) -> dict:
         mrs=plan.mrs,
         kc=plan.kc,
         panel=plan.panel,
+        vnni=bool(plan.vnni),
+        step_k=f"{P}_OUTPUT_SIZE",
     )
     if not plan.vector:
         # the panel heights of this model's matrices (4H rows of W_ih and W_hh, P of W_hr), largest first
@@ -630,12 +632,24 @@ def kernel_context(program: ScheduledProgram, p: str) -> dict:
             ptiles=[_tile("project", f"{p}_ptile{m}", m, 1, 4, 1, P, wt=wt, int8=int8) for m in range(plan.mr, 0, -1)],
             mtiles=[_tile("matvec", f"{p}_mtile{n}", 1, 1, n, 1, P, wt=wt, int8=int8) for n in (8, 1)],
         )
+        if plan.vnni:
+            spec = program.spec
+            # the longest input row of a product: a layer's input, the recurrent h, W_hr's h_full
+            kmax = max(spec.input_size, spec.num_directions * spec.output_size, spec.hidden_size)
+            kb = 16 * -(-kmax // 16)
+            ctx.update(vnni_q=kernels.VNNI_Q, vnni_kb=kb, vnni_kqr=-(-spec.output_size // 4), step_k=f"{P}_KQR",
+                       qrows=max(plan.mr, 32768 // (2 * kb + 16)))
         header, vtype, ops = _vector_ops(plan.isa, plan.vw, wdtype)
         guard, hint = _GUARDS[plan.isa]
+        if plan.vnni:
+            guard = guard + " && defined(__AVX512VNNI__)"
+            hint = "-mavx512f -mavx512vl -mavx512vnni -mfma (or -march=native on a CPU with AVX512_VNNI; plan={'vnni': 0} for one without)"
         guard, hint = guard + guard_f16, hint.replace("-mfma", "-mfma -mf16c") if guard_f16 else hint
         cell_ops = {"mul", "add", "min", "max", "sub", "exp2bits", "abs", "div", "blendlt", "copysign"}
         # add: the tiles add their initial values (bias, input-part gates) after the sum
         used = {"load", "loadw", "store", "set1", "fma", "add"} | ({"mul"} if int8 else set()) | (cell_ops if plan.vector_cell else set())
+        if plan.vnni:  # the VNNI tiles spell their own integer ops; the float ones serve the cell
+            used = {"store"} | ({"load", "set1", "fma", "add"} | cell_ops if plan.vector_cell else set())
         ctx.update(header=header, vtype=vtype, guard=guard, flags_hint=hint,
                    ops=[(n, r.format(p=p), a.format(p=p), b) for n, r, a, b in ops if n in used])
     return ctx

@@ -45,7 +45,7 @@ import functools
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .spec import DEFAULT_ACTIVATIONS, LSTMSpec
 
@@ -105,6 +105,20 @@ HOST_PANEL = 1024
 MAX_NAMED_PANEL = 16  # panels up to this many rows keep their sums in named floats (registers)
 MAX_PANEL = 1024  # rows per panel a plan may ask for (host panels: a (PANEL_ROWS, panel) array of sums on the stack)
 PANEL_ROWS = 4  # rows of the input per host panel tile
+# VNNI (plan.vnni = 1: AVX-512 at vw = 16 with int8 weights, where the host has AVX512_VNNI): each
+# input row x of a product (K floats: the projection's inputs, the step's h, W_hr's h_full) is
+# quantised on the fly to 16 bits, x ~ inv * xs with inv = max|x| / VNNI_Q and xs = rint(x / inv),
+# split into two signed bytes xs = 256 hi + lo (lo in [-128, 127], hi in [-127, 127]). The weights,
+# stored in quads of k (weights.py: (NB, ceil(K / 4), 4U, 4)) and made unsigned (q + 128, one xor)
+# as they load, meet hi and lo in vpdpbusd: 64 multiply-adds per instruction into exact int32 sums,
+# 128 sum(hi) and 128 sum(lo) taken off at the start. Each output is inv * scale * (256 acc_hi +
+# acc_lo), then its initial value added as in the float kernels. Two instructions per 64 weights
+# against four FMAs of float32 (plus widening for int8), a quarter of the bytes. The 16-bit inputs
+# cost at most max|x| / 65278 per element, 1/250 of the int8 weights' own rounding (half a step of
+# the row's largest weight / 127); a row with a NaN or an infinity gives NaN outputs.
+VNNI_Q = 32639  # |xs| <= VNNI_Q keeps hi = (xs - lo) / 256 within [-127, 127]
+VNNI_ROWS = 2  # rows per tile of the projection and multi-row step: 8 accumulators (4 gates x hi, lo) each (3 rows spill: 1.7x slower)
+VNNI_BLOCKS = 2  # gate blocks per tile of the one-row step (16 accumulators, 4 weights, 2 inputs)
 # Architectural vector registers: decides how many rows one register tile holds.
 _REGISTERS = {"avx2": 16, "avx512": 32, "neon": 32}
 
@@ -122,6 +136,7 @@ class KernelPlan:
     kc: int = 0  # K chunk for multi-row tiles: one block's (kc, 4 vw) weight panel stays in L1
     mrs: int = 0  # rows per register tile of the recurrence (mr / ks: ks partial sums each)
     panel: int = 0  # portable kernels: weight rows per panel (weights.py; 0 with vw > 0)
+    vnni: int = 0  # 1: int8 weights times 16-bit activations on AVX-512 VNNI dot products (see VNNI below)
 
     @property
     def unit_block(self) -> int:
@@ -136,6 +151,8 @@ class KernelPlan:
         s = f"target={self.isa}"
         if self.vw:
             s += f" vw={self.vw}"
+        if self.vnni:
+            s += " vnni"
         return s + f" math={self.math}"
 
 
@@ -171,10 +188,19 @@ def _native_macros(cc: str) -> frozenset[str]:
     return frozenset(line.split()[1] for line in out.splitlines() if line.startswith("#define "))
 
 
+def _native_cc_macros() -> frozenset[str]:
+    # the compiler build.py runs: LSTMGEN_CC, else CC, else cc
+    return _native_macros(os.environ.get("LSTMGEN_CC") or os.environ.get("CC") or "cc")
+
+
+def host_vnni() -> bool:
+    """Does -march=native give AVX-512 with VNNI (vpdpbusd) here?"""
+    return native_isa() == "avx512" and "__AVX512VNNI__" in _native_cc_macros()
+
+
 def native_isa() -> str:
     """The vector ISA `-march=native` gives on this machine with this compiler."""
-    # the compiler build.py runs: LSTMGEN_CC, else CC, else cc
-    macros = _native_macros(os.environ.get("LSTMGEN_CC") or os.environ.get("CC") or "cc")
+    macros = _native_cc_macros()
     if {"__AVX512F__", "__AVX512VL__", "__FMA__"} <= macros:
         return "avx512"
     if {"__AVX2__", "__FMA__"} <= macros:
@@ -249,6 +275,18 @@ def plan_for_width(spec: LSTMSpec, isa: str, math: str, vw: int, *, static: bool
                       mrs=max(1, mr // ks))
 
 
+def with_vnni(plan: KernelPlan, nb: int) -> KernelPlan:
+    """The plan's VNNI form (see VNNI above): integer sums need no partial sums (ks = 1) and no K
+    chunks; tiles sized for 8 accumulators per row and gate block."""
+    tiles1 = -(-nb // VNNI_BLOCKS)
+    return replace(plan, vnni=1, ks=1, mr=VNNI_ROWS, mrs=VNNI_ROWS, tiles1=tiles1, nb1=-(-nb // tiles1))
+
+
+def vnni_default(plan: KernelPlan, weights_dtype: str) -> bool:
+    """Do int8 weights run on VNNI by default? (AVX-512 at vw = 16, on a host that has it)"""
+    return weights_dtype == "int8" and plan.isa == "avx512" and plan.vw == 16 and host_vnni()
+
+
 def compile_flags(target: str) -> list[str]:
     """Compiler flags for a target. ISO C99 without FMA contraction: FMAs only where the C
     spells them (the vector kernels), so every schedule computes the same bits."""
@@ -259,5 +297,6 @@ def compile_flags(target: str) -> list[str]:
     elif target == "avx2":
         flags += ["-mavx2", "-mfma", "-mf16c"]  # F16C: float16 weights (every AVX2 CPU has it)
     elif target == "avx512":
-        flags += ["-mavx512f", "-mavx512vl", "-mavx2", "-mfma", "-mf16c"]
+        # VNNI: only kernels planned with vnni=1 use it (vpdpbusd); the rest run on any AVX-512 CPU
+        flags += ["-mavx512f", "-mavx512vl", "-mavx512vnni", "-mavx2", "-mfma", "-mf16c"]
     return flags

@@ -142,6 +142,18 @@ def _check_lengths(lengths: object, B: int, T: int) -> np.ndarray:
 # ---- forward ----------------------------------------------------------------------------
 
 
+def quantize_rows(x: np.ndarray, q: int) -> np.ndarray:
+    """Each row of x (..., K) rounded to a multiple of max|row| / q, as the VNNI kernels round a
+    product's inputs (kernels.py, VNNI; q = kernels.VNNI_Q): a row with a NaN or an infinity
+    becomes NaN, one whose max|x| is below 1e-30 becomes zeros."""
+    m = np.max(np.abs(x), axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        step = m / q
+        out = np.rint(x / np.where(m >= 1e-30, step, 1.0)) * step
+    out = np.where(m >= 1e-30, out, 0.0)
+    return np.where(np.isfinite(m), out, np.nan)
+
+
 def _run_direction(
     spec: LSTMSpec,
     w: dict[str, np.ndarray],
@@ -151,6 +163,7 @@ def _run_direction(
     h0: np.ndarray,  # (B, R)
     c0: np.ndarray,  # (B, H)
     lengths: np.ndarray,  # (B,)
+    input_q: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One layer, one direction. Returns out (T, B, R), h_n (B, R), c_n (B, H)."""
     T, B, _ = inp.shape
@@ -177,8 +190,11 @@ def _run_direction(
     steps = range(T - 1, -1, -1) if backwards else range(T)
     h, c = h0.copy(), c0.copy()  # (B, R), (B, H)
     out = np.zeros((T, B, R))  # (T, B, R); stays 0 past each sequence's length
+    def rows(v):  # a product's input, as the kernels see it
+        return quantize_rows(v, input_q) if input_q else v
+
     for t in steps:
-        z = inp[t] @ W_ih.T + h @ W_hh.T + b  # (B, 4H)
+        z = rows(inp[t]) @ W_ih.T + rows(h) @ W_hh.T + b  # (B, 4H)
         zi, zf, zg, zo = np.split(z, 4, axis=1)  # each (B, H)
         if spec.peepholes:
             zi = zi + p_i * c
@@ -192,7 +208,7 @@ def _run_direction(
         o = act(f_act, clamp(zo))
         h_new = o * act(h_act, c_new)  # (B, H)
         if W_hr is not None:
-            h_new = h_new @ W_hr.T  # (B, P)
+            h_new = rows(h_new) @ W_hr.T  # (B, P)
         valid = (t < lengths)[:, None]  # (B, 1): rows whose sequence covers step t
         h = np.where(valid, h_new, h)
         c = np.where(valid, c_new, c)
@@ -200,7 +216,7 @@ def _run_direction(
     return out, h, c
 
 
-def lstm_forward(spec: LSTMSpec, weights: Mapping[str, object], x, hx=None, lengths=None):
+def lstm_forward(spec: LSTMSpec, weights: Mapping[str, object], x, hx=None, lengths=None, *, input_q: int = 0):
     """Run the LSTM described by `spec` on `x`.
 
     x: (T, B, I), or (B, T, I) when spec.batch_first, or unbatched (T, I).
@@ -209,7 +225,9 @@ def lstm_forward(spec: LSTMSpec, weights: Mapping[str, object], x, hx=None, leng
     lengths: optional ints (B,), 1 <= lengths[b] <= T: PyTorch packed-sequence semantics
         (outputs 0 for t >= lengths[b]; h_n/c_n taken at each sequence's last valid step).
     Returns out (T, B, D*R) (or (B, T, D*R) batch_first, (T, D*R) unbatched) and
-    (h_n (L*D, B, R), c_n (L*D, B, H)), indexed layer*D + direction; all float64. With a head,
+    (h_n (L*D, B, R), c_n (L*D, B, H)), indexed layer*D + direction; all float64.
+    input_q: 0, or q > 0 to round the input rows of every W_ih, W_hh and W_hr product as the
+        VNNI kernels do (quantize_rows; kernels.VNNI_Q), for checking those kernels tightly. With a head,
     out is the head's output (..., spec.head_output_size) instead (h_n, c_n unchanged).
     """
     if not isinstance(spec, LSTMSpec):
@@ -253,7 +271,7 @@ def lstm_forward(spec: LSTMSpec, weights: Mapping[str, object], x, hx=None, leng
         outs = []
         for d in range(D):
             idx = layer * D + d
-            out_d, h_n[idx], c_n[idx] = _run_direction(spec, w, layer, d, inp, h0[idx], c0[idx], lens)
+            out_d, h_n[idx], c_n[idx] = _run_direction(spec, w, layer, d, inp, h0[idx], c0[idx], lens, input_q)
             outs.append(out_d)  # (T, B, R)
         inp = np.concatenate(outs, axis=2)  # (T, B, D*R)
     out = apply_head(spec, w, inp)  # (T, B, D*R), or the head's (T, B, O)

@@ -93,7 +93,7 @@ def check_schedule(spec: LSTMSpec, schedule: Schedule) -> None:
 
 # Plan fields a caller may set (`plan={...}` on compile/generate); the others follow from the
 # schedule (isa, math) or from these (vector_cell, nb1).
-PLAN_KNOBS = ("vw", "mr", "mrs", "tiles1", "ks", "kc", "panel")
+PLAN_KNOBS = ("vw", "mr", "mrs", "tiles1", "ks", "kc", "panel", "vnni")
 MAX_PARTIAL_SUMS = 4  # ks values the recurrence kernels implement (added pairwise: codegen._pairwise)
 # Rows per register tile and gate blocks per one-row tile the emitter can name (c{row}{block}{vector});
 # past the architectural registers a tile is legal, only slower (the compiler spills).
@@ -108,7 +108,7 @@ def make_plan(spec: LSTMSpec, schedule: Schedule, overrides: Mapping[str, Any] |
     static = schedule.max_batch is not None  # a static-memory (embedded) build: portable kernels for a microcontroller
     plan = kernels.plan(spec, schedule.target, schedule.math, static=static)
     if not overrides:
-        return plan
+        return kernels.with_vnni(plan, spec.hidden_size // plan.vw) if kernels.vnni_default(plan, schedule.weights) else plan
     if not isinstance(overrides, Mapping):
         raise TypeError(f"plan must be a dict of kernel-plan fields, got {type(overrides).__name__}")
     unknown = sorted(set(overrides) - set(PLAN_KNOBS))
@@ -128,8 +128,16 @@ def make_plan(spec: LSTMSpec, schedule: Schedule, overrides: Mapping[str, Any] |
         base = kernels.plan_for_width(spec, schedule.target, schedule.math, vw, static=static)
     else:
         base = plan
+    vnni = overrides.get("vnni", int(kernels.vnni_default(base, schedule.weights)))
+    if vnni not in (0, 1):
+        raise ValueError(f"plan: vnni must be 0 or 1, got {vnni!r}")
+    if vnni and not (schedule.weights == "int8" and base.isa == "avx512" and base.vw == 16):
+        raise ValueError(f"plan: vnni=1 needs weights_dtype='int8' on target avx512 at vw=16 "
+                         f"(got {schedule.weights}, {base.isa}, vw={base.vw})")
+    if vnni:
+        base = kernels.with_vnni(base, H // base.vw)
     if not base.vw:
-        extra = sorted(set(overrides) - {"vw", "panel"})
+        extra = sorted(set(overrides) - {"vw", "panel", "vnni"})
         if extra:
             raise ValueError(f"plan: {', '.join(extra)} apply to vector kernels only (vw={base.vw})")
         panel = overrides.get("panel", base.panel)
@@ -142,6 +150,8 @@ def make_plan(spec: LSTMSpec, schedule: Schedule, overrides: Mapping[str, Any] |
     ks = overrides.get("ks", base.ks)
     if not 1 <= ks <= MAX_PARTIAL_SUMS:
         raise ValueError(f"plan: ks must be in 1..{MAX_PARTIAL_SUMS}, got {ks}")
+    if vnni and ks != 1:
+        raise ValueError(f"plan: ks={ks} with vnni=1: the integer sums are exact, ks must be 1")
     mr = overrides.get("mr", base.mr)
     if not 1 <= mr <= MAX_TILE:
         raise ValueError(f"plan: mr must be in 1..{MAX_TILE}, got {mr}")
@@ -311,6 +321,11 @@ class ScheduledProgram:
     def unit_block(self) -> int:
         """The packed weight layout the kernels read (units per gate block; 0 = torch's order)."""
         return self.plan.unit_block
+
+    @property
+    def quad(self) -> bool:
+        """int8 weights in quads of k for the VNNI kernels (kernels.py, weights.py)?"""
+        return bool(self.plan.vnni)
 
     @property
     def panel(self) -> int:

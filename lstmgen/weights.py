@@ -80,6 +80,7 @@ class PackedCell:
     s_hh: np.ndarray | None = None
     s_hr: np.ndarray | None = None
     weights_dtype: str = "float32"  # what w_ih, w_hh and w_hr hold (kernels.WEIGHT_DTYPES)
+    quad: bool = False  # int8 in quads of k for the VNNI kernels (see above)
 
 
 @dataclass(frozen=True)
@@ -312,6 +313,16 @@ def _blocked(gates_first: np.ndarray, unit_block: int) -> np.ndarray:
     return aligned_copy(gates_first.reshape(4, H // U, U, K).transpose(1, 3, 0, 2).reshape(H // U, K, 4 * U))
 
 
+def _quads(kn: np.ndarray) -> np.ndarray:
+    """(..., K, N) -> (..., ceil(K / 4), N, 4): each output's weights for k = 4 i .. 4 i + 3 side by
+    side (the 4 bytes one VNNI lane multiplies), K padded with zero weights; 64-byte aligned."""
+    *lead, K, N = kn.shape
+    Kq = -(-K // 4)
+    padded = np.zeros((*lead, 4 * Kq, N), kn.dtype)
+    padded[..., :K, :] = kn
+    return aligned_copy(padded.reshape(*lead, Kq, 4, N).swapaxes(-1, -2))
+
+
 def panel_rows(n: int, panel: int) -> list[int]:
     """Rows of each panel of an n-row matrix in the `panel`-row layout (see above), in order:
     n // panel panels of `panel` rows, then one of the n % panel left (n = 40, panel = 16:
@@ -331,7 +342,8 @@ def _panelled(rows_first: np.ndarray, panel: int) -> np.ndarray:
 
 
 def pack(spec: LSTMSpec, weights: Mapping[str, Any], *, allow_nonfinite: bool = False,
-         unit_block: int = 0, panel: int = 0, weights_dtype: str = "float32") -> list[PackedCell | PackedLinear]:
+         unit_block: int = 0, panel: int = 0, weights_dtype: str = "float32",
+         quad: bool = False) -> list[PackedCell | PackedLinear]:
     """State-dict weights -> kernel layout, one PackedCell per (layer, direction), in order l*D+d,
     then one PackedLinear per Linear of the head (none without a head).
 
@@ -339,13 +351,16 @@ def pack(spec: LSTMSpec, weights: Mapping[str, Any], *, allow_nonfinite: bool = 
     gate-blocked layout the vector kernels read (kernels.KernelPlan.unit_block).
     panel: 0, or Q > 0 rows per panel for the row-panel layout the portable kernels read
     (kernels.KernelPlan.panel; needs unit_block = 0).
-    weights_dtype: how w_ih, w_hh and w_hr are stored (quantize); the head stays float32."""
+    weights_dtype: how w_ih, w_hh and w_hr are stored (quantize); the head stays float32.
+    quad: int8 matrices in quads of k (the VNNI kernels: kernels.KernelPlan.vnni; needs unit_block)."""
     if isinstance(unit_block, bool) or not isinstance(unit_block, int) or unit_block < 0 or (
             unit_block and spec.hidden_size % unit_block):
         raise ValueError(f"unit_block must be 0 or a positive divisor of hidden_size={spec.hidden_size}, got {unit_block!r}")
     if isinstance(panel, bool) or not isinstance(panel, int) or panel < 0 or (panel and unit_block):
         raise ValueError(f"panel must be an int >= 0, and 0 with a gate-blocked unit_block, got {panel!r} "
                          f"(unit_block={unit_block})")
+    if quad and not (unit_block and weights_dtype == "int8"):
+        raise ValueError(f"quad needs int8 weights in the gate-blocked layout (got {weights_dtype}, unit_block={unit_block})")
     w = check_weights(spec, weights, allow_nonfinite=allow_nonfinite)
     cells = []
     for layer in range(spec.num_layers):
@@ -368,6 +383,9 @@ def pack(spec: LSTMSpec, weights: Mapping[str, Any], *, allow_nonfinite: bool = 
                 bias = _blocked(bias, unit_block) if bias is not None else None
                 s_ih, s_hh = (None, None) if s_ih is None else (_blocked(s_ih, unit_block), _blocked(s_hh, unit_block))
                 w_hr = aligned_copy(t("weight_hr_")) if spec.proj_size else None
+                if quad:
+                    w_ih, w_hh = _quads(w_ih), _quads(w_hh)
+                    w_hr = _quads(w_hr) if w_hr is not None else None
             elif panel:
                 w_ih, w_hh = _panelled(q["weight_ih_"][0], panel), _panelled(q["weight_hh_"][0], panel)
                 w_hr = _panelled(q["weight_hr_"][0], panel) if spec.proj_size else None
@@ -389,6 +407,7 @@ def pack(spec: LSTMSpec, weights: Mapping[str, Any], *, allow_nonfinite: bool = 
                     s_hh=s_hh,
                     s_hr=q["weight_hr_"][1] if spec.proj_size else None,
                     weights_dtype=weights_dtype,
+                    quad=quad,
                 )
             )
     head: list[PackedCell | PackedLinear] = [PackedLinear(i, w[f"head.{i}.weight"], w[f"head.{i}.bias"] if h.bias else None)

@@ -45,6 +45,17 @@ def max_abs_diff(got, want) -> float:
     return max(float(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)).max()) for a, b in ((y, wy), (h, wh), (c, wc)))
 
 
+def kernel_reference(model, spec, weights, x, **kw):
+    """reference.lstm_forward on `weights` as `model`'s kernels see its inputs, and the bound of
+    that comparison: the VNNI kernels (int8 weights on AVX-512 VNNI, kernels.py) round each
+    product's input rows to 16 bits, which the reference then does too (input_q; 1e-5: a float32
+    rounding can move an input across a 16-bit step); every other kernel within 1e-6."""
+    from lstmgen import kernels, reference
+    if model.program.plan.vnni:
+        return reference.lstm_forward(spec, weights, x, input_q=kernels.VNNI_Q, **kw), 1e-5
+    return reference.lstm_forward(spec, weights, x, **kw), 1e-6
+
+
 def quantize_dynamic(torch, module, dtype, qconfig=None):
     """torch's dynamically quantised copy of an nn.LSTM / nn.LSTMCell (in a Sequential: a bare
     module is returned unconverted by quantize_dynamic)."""

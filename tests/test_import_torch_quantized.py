@@ -26,12 +26,12 @@ import pickle
 
 import numpy as np
 import pytest
+from conftest import kernel_reference, need_module, quantize_dynamic
 from conftest import max_abs_diff as max_diff
-from conftest import need_module, quantize_dynamic
 
 import lstmgen
 from lstmgen import reference
-from lstmgen.weights import QuantizedMatrix, _blocked, dequantized_weights, quantize
+from lstmgen.weights import QuantizedMatrix, _blocked, _quads, dequantized_weights, quantize
 
 CASES = [
     dict(input_size=6, hidden_size=16, num_layers=2),
@@ -136,6 +136,8 @@ def test_qint8_weights_are_torchs_int8_values_and_scales(cfg):
         kind = "ih" if name.startswith("weight_ih") else "hh"
         packed, scale = getattr(cell, f"w_{kind}"), getattr(cell, f"s_{kind}")
         want_q = _blocked(got.q, U) if U else got.q.T
+        if model.program.quad:  # the VNNI layout: quads of k side by side
+            want_q = _quads(want_q)
         want_s = _blocked(got.scale, U) if U else got.scale
         np.testing.assert_array_equal(packed, want_q)
         np.testing.assert_array_equal(scale, want_s)
@@ -154,7 +156,8 @@ def test_qint8_outputs_against_torchs_quantised_module(cfg):
     x = np.random.default_rng(1).standard_normal((B, T, spec.input_size) if spec.batch_first else (T, B, spec.input_size)).astype(np.float32)
     got = model(x)
     # the C computes the float LSTM with torch's dequantised weights (float32 sums, int8 storage)
-    assert max_diff(got, reference.lstm_forward(spec, w, x)) < 1e-6
+    want, tol = kernel_reference(model, spec, w, x)
+    assert max_diff(got, want) < tol
     want_q, want_f = torch_run(torch, q, x), torch_run(torch, float_lstm, x)
     to_torch = max_diff(got, want_q)
     if torch.backends.quantized.engine in ("x86", "fbgemm"):
@@ -212,7 +215,9 @@ def test_compile_quantised_module_dtype_choices():
     f32 = lstmgen.compile(q, weights_dtype="float32")
     assert (int8.schedule.weights, f32.schedule.weights) == ("int8", "float32")
     assert lstmgen.compile(spec, w).schedule.weights == "float32"
-    assert max_diff(int8(x), ref) < 1e-6 and max_diff(f32(x), ref) < 1e-6
+    want, tol = kernel_reference(int8, spec, w, x)
+    assert max_diff(int8(x), want) < tol
+    assert max_diff(f32(x), ref) < 1e-6
     bf16 = lstmgen.compile(q, weights_dtype="bfloat16")
     assert max_diff(bf16(x), reference.lstm_forward(spec, dequantized_weights(spec, w, "bfloat16"), x)) < 1e-6
     # the same int8 weights through compile(spec, w, weights_dtype="int8") and through with_weights

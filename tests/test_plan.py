@@ -200,4 +200,15 @@ def test_overrides_need_vector_kernels_and_a_mapping():
         build_program(lstmgen.LSTMSpec(input_size=3, hidden_size=24), Schedule(target="avx512"), plan=dict(vw=16))
     with pytest.raises(TypeError, match="dict"):
         build_program(spec, Schedule(target="avx512"), plan=[("mr", 2)])
-    assert set(PLAN_KNOBS) == {"vw", "mr", "mrs", "tiles1", "ks", "kc", "panel"}
+    assert set(PLAN_KNOBS) == {"vw", "mr", "mrs", "tiles1", "ks", "kc", "panel", "vnni"}
+    # vnni: int8 weights on AVX-512 at 16 lanes only, exact integer sums (ks = 1)
+    for schedule, plan in [(Schedule(target="avx512"), dict(vnni=1)), (Schedule(target="avx2", weights="int8"), dict(vnni=1)),
+                           (Schedule(target="avx512", weights="int8"), dict(vnni=1, vw=8))]:
+        with pytest.raises(ValueError, match="vnni=1 needs"):
+            build_program(spec, schedule, plan=plan)
+    with pytest.raises(ValueError, match="ks must be 1"):
+        build_program(spec, Schedule(target="avx512", weights="int8"), plan=dict(vnni=1, ks=2))
+    with pytest.raises(ValueError, match="vnni must be 0 or 1"):
+        build_program(spec, Schedule(target="avx512", weights="int8"), plan=dict(vnni=2))
+    vnni = build_program(spec, Schedule(target="avx512", weights="int8"), plan=dict(vnni=1))
+    assert vnni.plan.vnni and vnni.quad and vnni.plan.ks == 1 and "vnni" in str(vnni.plan)

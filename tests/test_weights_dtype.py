@@ -9,7 +9,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from conftest import max_abs_diff, need_module
+from conftest import kernel_reference, max_abs_diff, need_module
 
 import lstmgen
 from lstmgen import kernels, reference
@@ -35,8 +35,10 @@ def test_c_matches_the_reference_on_the_dequantised_weights(kw, dtype, target):
     spec = lstmgen.LSTMSpec(**kw)
     w = random_weights(spec, seed=3)
     x = np.random.default_rng(0).standard_normal((20, 3, spec.input_size)).astype(np.float32)
-    got = lstmgen.compile(spec, w, target=target, weights_dtype=dtype)(x)
-    assert max_abs_diff(got, reference.lstm_forward(spec, dequantized_weights(spec, w, dtype), x)) < 1e-6
+    model = lstmgen.compile(spec, w, target=target, weights_dtype=dtype)
+    got = model(x)
+    want, tol = kernel_reference(model, spec, dequantized_weights(spec, w, dtype), x)
+    assert max_abs_diff(got, want) < tol
     quant = max_abs_diff(got, reference.lstm_forward(spec, w, x))
     assert 0 < quant < QUANT_BOUND[dtype], f"{dtype}: error vs the float32 weights {quant:.2e}"
 
@@ -105,7 +107,8 @@ def test_models_pickle_and_take_new_weights_in_their_dtype():
     m = lstmgen.compile(spec, w, weights_dtype="int8")
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(m))(x)[0], m(x)[0])
     other = m.with_weights(w2)
-    assert max_abs_diff(other(x), reference.lstm_forward(spec, dequantized_weights(spec, w2, "int8"), x)) < 1e-6
+    want, tol = kernel_reference(other, spec, dequantized_weights(spec, w2, "int8"), x)
+    assert max_abs_diff(other(x), want) < tol
     assert "weights=int8" in str(m.schedule)
 
 
@@ -140,11 +143,15 @@ def test_generated_c_of_every_dtype_and_isa_is_warning_free(tmp_path, isa):
     clang = need_tool("clang")
     arch = [] if isa != "neon" else ["--target=aarch64-linux-gnu"]
     flags = X86_FLAGS.get(isa, []) + (["-mf16c"] if isa in ("avx2", "avx512") else [])
-    for dtype in DTYPES:
+    # int8 on AVX-512 both ways, whatever this host has: the VNNI kernels and the widening ones
+    runs = [(d, None) for d in DTYPES] + ([("int8", {"vnni": 1}), ("int8", {"vnni": 0})] if isa == "avx512" else [])
+    for dtype, plan in runs:
         for kw in SPECS[1:]:  # projection (matvec), bidirectional without bias
             spec = lstmgen.LSTMSpec(**kw)
-            out = tmp_path / f"{dtype}{len(kw)}"
-            lstmgen.generate(spec, random_weights(spec), out, prefix="m", target=isa, weights_dtype=dtype)
+            if plan and plan["vnni"] and spec.hidden_size % 16:
+                continue  # VNNI kernels run at 16 lanes
+            out = tmp_path / f"{dtype}{len(kw)}{plan and plan['vnni']}"
+            lstmgen.generate(spec, random_weights(spec), out, prefix="m", target=isa, weights_dtype=dtype, plan=plan)
             for cmd in ([cc, *STRICT, *flags], [clang, *arch, *STRICT, *flags]):
                 for src in ("m.c", "m_weights.c"):
                     res = subprocess.run([*cmd, "-I", str(out), "-c", str(out / src), "-o", os.devnull], capture_output=True, text=True)
@@ -172,3 +179,50 @@ def test_neon_dtype_kernels_under_qemu(tmp_path, dtype):
     want, (_, c_n) = reference.lstm_forward(spec, dequantized_weights(spec, weights, dtype), x, lengths=np.array([7, 2, 5]))
     got_y, got_c = vals[: want.size].reshape(want.shape), vals[want.size:].reshape(c_n.shape)
     assert max(float(np.abs(got_y - want).max()), float(np.abs(got_c - c_n).max())) <= 1e-5
+
+
+needs_vnni = pytest.mark.skipif(not kernels.host_vnni(), reason="runs AVX-512 VNNI code (this host's compiler offers none)")
+
+
+@needs_vnni
+def test_vnni_kernels_are_the_int8_default_here_and_round_inputs_to_16_bits():
+    """int8 weights on an AVX-512 VNNI host: vpdpbusd on inputs rounded to 16 bits per row (kernels.py,
+    VNNI). Against the reference that rounds them the same way: tight; against the widening
+    kernels (vnni=0): only the 16-bit rounding apart, far below the int8 weights' own error."""
+    spec = lstmgen.LSTMSpec(input_size=20, hidden_size=32, num_layers=2, proj_size=16, bidirectional=True)
+    w = random_weights(spec, seed=8)
+    x = np.random.default_rng(4).standard_normal((30, 5, 20)).astype(np.float32)
+    lengths = np.array([30, 3, 17, 1, 29])
+    vnni, wide = lstmgen.compile(spec, w, weights_dtype="int8"), lstmgen.compile(spec, w, weights_dtype="int8", plan={"vnni": 0})
+    assert vnni.program.plan.vnni and not wide.program.plan.vnni
+    c = lstmgen.generate_sources(spec, w, target="native", weights_dtype="int8").files["lstm.c"]
+    assert "_mm512_dpbusd_epi32" in c and "_mm512_dpbusd_epi32" not in lstmgen.generate_sources(
+        spec, w, target="native", weights_dtype="int8", plan={"vnni": 0}).files["lstm.c"]
+    deq = dequantized_weights(spec, w, "int8")
+    got = vnni(x, lengths=lengths)
+    want, tol = kernel_reference(vnni, spec, deq, x, lengths=lengths)
+    assert max_abs_diff(got, want) < tol
+    rounding = max_abs_diff(got, wide(x, lengths=lengths))
+    weights_err = max_abs_diff(wide(x, lengths=lengths), reference.lstm_forward(spec, w, x, lengths=lengths))
+    assert 0 < rounding < weights_err / 20, (rounding, weights_err)
+    # rows are independent of the batch: one row alone gives the same bits
+    np.testing.assert_array_equal(vnni(x[:, 2:3], lengths=lengths[2:3])[0][:, 0], got[0][:, 2])
+
+
+@needs_vnni
+def test_vnni_rows_with_nan_inf_or_only_tiny_inputs():
+    spec = lstmgen.LSTMSpec(input_size=16, hidden_size=16)
+    w = random_weights(spec, seed=2)
+    m = lstmgen.compile(spec, w, weights_dtype="int8")
+    assert m.program.plan.vnni
+    x = np.random.default_rng(5).standard_normal((4, 4, 16)).astype(np.float32)
+    x[1, 1, 3], x[2, 2, 0] = np.inf, np.nan  # these rows turn NaN from then on, as with the float kernels
+    x[:, 3] = 1e-35  # below 1e-30: counts as zeros (their products are below float32's resolution of the bias)
+    y, (h, c) = m(x)
+    assert np.isnan(y[1:, 1]).all() and np.isnan(y[2:, 2]).all() and np.isfinite(y[:1, 1:3]).all()
+    assert np.isfinite(y[:, [0, 3]]).all()
+    zero = m(np.zeros_like(x[:, 3:4]))[0][:, 0]
+    np.testing.assert_array_equal(y[:, 3], zero)
+    with np.errstate(invalid="ignore"):  # the reference's NaN rows
+        ref, _ = kernel_reference(m, spec, dequantized_weights(spec, w, "int8"), x)
+    np.testing.assert_allclose(y[:, [0, 3]], ref[0][:, [0, 3]], atol=1e-5)
