@@ -610,6 +610,7 @@ def kernel_context(program: ScheduledProgram, p: str) -> dict:
         kc=plan.kc,
         panel=plan.panel,
         vnni=bool(plan.vnni),
+        idot=bool(plan.idot),
         step_k=f"{P}_OUTPUT_SIZE",
     )
     if not plan.vector:
@@ -618,6 +619,8 @@ def kernel_context(program: ScheduledProgram, p: str) -> dict:
         ctx.update(panels=sorted({q for n in (4 * spec.hidden_size, spec.proj_size) for q in panel_rows(n, plan.panel)},
                                  reverse=True), unroll=PORTABLE_UNROLL, named=plan.panel <= kernels.MAX_NAMED_PANEL,
                    rows=kernels.PANEL_ROWS)
+        if plan.idot:
+            ctx.update(idot_q=kernels.IDOT_Q, idot_kq=-(-kernels.max_input(spec) // 4), idot_kmax=kernels.IDOT_KMAX)
     if plan.vector:
         if not 1 <= plan.tiles1 <= nb or plan.nb1 != -(-nb // plan.tiles1):
             raise ValueError(f"one-row step of {nb} gate blocks: {plan.tiles1} tiles of up to {plan.nb1} do not fit")
@@ -634,9 +637,7 @@ def kernel_context(program: ScheduledProgram, p: str) -> dict:
         )
         if plan.vnni:
             spec = program.spec
-            # the longest input row of a product: a layer's input, the recurrent h, W_hr's h_full
-            kmax = max(spec.input_size, spec.num_directions * spec.output_size, spec.hidden_size)
-            kb = 16 * -(-kmax // 16)
+            kb = 16 * -(-kernels.max_input(spec) // 16)
             ctx.update(vnni_q=kernels.VNNI_Q, vnni_kb=kb, vnni_kqr=-(-spec.output_size // 4), step_k=f"{P}_KQR",
                        qrows=max(plan.mr, 32768 // (2 * kb + 16)))
         header, vtype, ops = _vector_ops(plan.isa, plan.vw, wdtype)

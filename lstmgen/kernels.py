@@ -119,6 +119,18 @@ PANEL_ROWS = 4  # rows of the input per host panel tile
 VNNI_Q = 32639  # |xs| <= VNNI_Q keeps hi = (xs - lo) / 256 within [-127, 127]
 VNNI_ROWS = 2  # rows per tile of the projection and multi-row step: 8 accumulators (4 gates x hi, lo) each (3 rows spill: 1.7x slower)
 VNNI_BLOCKS = 2  # gate blocks per tile of the one-row step (16 accumulators, 4 weights, 2 inputs)
+# IDOT (plan.idot = 1: int8 weights in the portable named-sum kernels of static builds, for
+# microcontrollers): each input row is quantised to 16 bits, x ~ inv * xs, xs = round(x / inv) with
+# inv = max|x| / IDOT_Q, and every dot product is an exact int32 sum of int8 x int16 terms over
+# the float kernels' panels, in quads of k: two SMLADs per four weights on Arm cores with the DSP
+# extension (Cortex-M4/M7/M33, ARMv7-A), the same sums in plain C elsewhere. Then inv * scale * sum
+# + the initial value in float32. A panel's int32 sums outnumber the Cortex-M's 13 core registers at
+# any height that amortizes the input loads (kws on the M4: 4 rows 189,929 instructions per step, 6:
+# 178,586, 8: 159,084, 12 and 16: 154.5k), so the panels stay 16 rows. The 16-bit inputs cost at most
+# max|x| / 65534 per element, as for VNNI; exact int32 sums need K <= IDOT_KMAX (127 * 32767 * 512
+# < 2^31), past which the float kernels run.
+IDOT_Q = 32767
+IDOT_KMAX = 512
 # Architectural vector registers: decides how many rows one register tile holds.
 _REGISTERS = {"avx2": 16, "avx512": 32, "neon": 32}
 
@@ -137,6 +149,12 @@ class KernelPlan:
     mrs: int = 0  # rows per register tile of the recurrence (mr / ks: ks partial sums each)
     panel: int = 0  # portable kernels: weight rows per panel (weights.py; 0 with vw > 0)
     vnni: int = 0  # 1: int8 weights times 16-bit activations on AVX-512 VNNI dot products (see VNNI below)
+    idot: int = 0  # 1: int8 weights times 16-bit activations in the portable named-sum kernels (see IDOT below)
+
+    @property
+    def input_q(self) -> int:
+        """0, or the q to which int8 products round their input rows (reference.quantize_rows)."""
+        return VNNI_Q if self.vnni else IDOT_Q if self.idot else 0
 
     @property
     def unit_block(self) -> int:
@@ -153,6 +171,8 @@ class KernelPlan:
             s += f" vw={self.vw}"
         if self.vnni:
             s += " vnni"
+        if self.idot:
+            s += " idot"
         return s + f" math={self.math}"
 
 
@@ -285,6 +305,16 @@ def with_vnni(plan: KernelPlan, nb: int) -> KernelPlan:
 def vnni_default(plan: KernelPlan, weights_dtype: str) -> bool:
     """Do int8 weights run on VNNI by default? (AVX-512 at vw = 16, on a host that has it)"""
     return weights_dtype == "int8" and plan.isa == "avx512" and plan.vw == 16 and host_vnni()
+
+
+def idot_default(plan: KernelPlan, spec: LSTMSpec, weights_dtype: str) -> bool:
+    """Do int8 weights run on the integer named-sum kernels by default? (static portable builds)"""
+    return weights_dtype == "int8" and not plan.vw and plan.panel <= MAX_NAMED_PANEL and max_input(spec) <= IDOT_KMAX
+
+
+def max_input(spec: LSTMSpec) -> int:
+    """The longest input row of a product: a layer's input, the recurrent h, W_hr's h_full."""
+    return max(spec.input_size, spec.num_directions * spec.output_size, spec.hidden_size)
 
 
 def compile_flags(target: str) -> list[str]:

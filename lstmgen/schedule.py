@@ -93,7 +93,7 @@ def check_schedule(spec: LSTMSpec, schedule: Schedule) -> None:
 
 # Plan fields a caller may set (`plan={...}` on compile/generate); the others follow from the
 # schedule (isa, math) or from these (vector_cell, nb1).
-PLAN_KNOBS = ("vw", "mr", "mrs", "tiles1", "ks", "kc", "panel", "vnni")
+PLAN_KNOBS = ("vw", "mr", "mrs", "tiles1", "ks", "kc", "panel", "vnni", "idot")
 MAX_PARTIAL_SUMS = 4  # ks values the recurrence kernels implement (added pairwise: codegen._pairwise)
 # Rows per register tile and gate blocks per one-row tile the emitter can name (c{row}{block}{vector});
 # past the architectural registers a tile is legal, only slower (the compiler spills).
@@ -108,7 +108,11 @@ def make_plan(spec: LSTMSpec, schedule: Schedule, overrides: Mapping[str, Any] |
     static = schedule.max_batch is not None  # a static-memory (embedded) build: portable kernels for a microcontroller
     plan = kernels.plan(spec, schedule.target, schedule.math, static=static)
     if not overrides:
-        return kernels.with_vnni(plan, spec.hidden_size // plan.vw) if kernels.vnni_default(plan, schedule.weights) else plan
+        if kernels.vnni_default(plan, schedule.weights):
+            return kernels.with_vnni(plan, spec.hidden_size // plan.vw)
+        if kernels.idot_default(plan, spec, schedule.weights):
+            return dataclasses.replace(plan, idot=1)
+        return plan
     if not isinstance(overrides, Mapping):
         raise TypeError(f"plan must be a dict of kernel-plan fields, got {type(overrides).__name__}")
     unknown = sorted(set(overrides) - set(PLAN_KNOBS))
@@ -137,13 +141,22 @@ def make_plan(spec: LSTMSpec, schedule: Schedule, overrides: Mapping[str, Any] |
     if vnni:
         base = kernels.with_vnni(base, H // base.vw)
     if not base.vw:
-        extra = sorted(set(overrides) - {"vw", "panel", "vnni"})
+        extra = sorted(set(overrides) - {"vw", "panel", "vnni", "idot"})
         if extra:
             raise ValueError(f"plan: {', '.join(extra)} apply to vector kernels only (vw={base.vw})")
+        idot = overrides.get("idot", int(kernels.idot_default(base, spec, schedule.weights)))
         panel = overrides.get("panel", base.panel)
         if not 1 <= panel <= kernels.MAX_PANEL:
             raise ValueError(f"plan: panel must be in 1..{kernels.MAX_PANEL} (rows per panel of the portable kernels), got {panel}")
-        return dataclasses.replace(base, panel=panel)
+        if idot not in (0, 1):
+            raise ValueError(f"plan: idot must be 0 or 1, got {idot!r}")
+        if idot and not (schedule.weights == "int8" and panel <= kernels.MAX_NAMED_PANEL
+                         and kernels.max_input(spec) <= kernels.IDOT_KMAX):
+            raise ValueError(f"plan: idot=1 needs weights_dtype='int8', panel <= {kernels.MAX_NAMED_PANEL} (named sums) and inputs "
+                             f"of at most {kernels.IDOT_KMAX} (got {schedule.weights}, panel={panel}, {kernels.max_input(spec)})")
+        return dataclasses.replace(base, panel=panel, idot=idot)
+    if overrides.get("idot"):
+        raise ValueError(f"plan: idot=1 applies to the portable kernels only (vw={base.vw})")
     if "panel" in overrides:
         raise ValueError(f"plan: panel applies to the portable kernels only (vw={base.vw}; vw=0 selects them)")
     nb = H // base.vw
@@ -324,8 +337,8 @@ class ScheduledProgram:
 
     @property
     def quad(self) -> bool:
-        """int8 weights in quads of k for the VNNI kernels (kernels.py, weights.py)?"""
-        return bool(self.plan.vnni)
+        """int8 weights in quads of k for the VNNI or IDOT kernels (kernels.py, weights.py)?"""
+        return bool(self.plan.vnni or self.plan.idot)
 
     @property
     def panel(self) -> int:

@@ -330,13 +330,16 @@ def panel_rows(n: int, panel: int) -> list[int]:
     return [panel] * (n // panel) + ([n % panel] if n % panel else [])
 
 
-def _panelled(rows_first: np.ndarray, panel: int) -> np.ndarray:
-    """(N, K) in torch's row order -> the flat row-panel layout (N * K,) (see above)."""
+def _panelled(rows_first: np.ndarray, panel: int, quad: bool = False) -> np.ndarray:
+    """(N, K) in torch's row order -> the flat row-panel layout (N * K,) (see above); quad: each
+    panel (ceil(K / 4), q, 4) instead, K padded with zero weights (N * 4 ceil(K / 4),)."""
     N, K = rows_first.shape
-    out = np.empty(N * K, dtype=rows_first.dtype)
+    Kp = 4 * -(-K // 4) if quad else K
+    out = np.empty(N * Kp, dtype=rows_first.dtype)
     n0 = 0
     for q in panel_rows(N, panel):
-        out[n0 * K:(n0 + q) * K] = rows_first[n0:n0 + q].T.ravel()  # (K, q)
+        kq = rows_first[n0:n0 + q].T  # (K, q)
+        out[n0 * Kp:(n0 + q) * Kp] = (_quads(kq) if quad else kq).ravel()
         n0 += q
     return out
 
@@ -352,15 +355,16 @@ def pack(spec: LSTMSpec, weights: Mapping[str, Any], *, allow_nonfinite: bool = 
     panel: 0, or Q > 0 rows per panel for the row-panel layout the portable kernels read
     (kernels.KernelPlan.panel; needs unit_block = 0).
     weights_dtype: how w_ih, w_hh and w_hr are stored (quantize); the head stays float32.
-    quad: int8 matrices in quads of k (the VNNI kernels: kernels.KernelPlan.vnni; needs unit_block)."""
+    quad: int8 matrices in quads of k (the VNNI and IDOT kernels: kernels.KernelPlan.vnni, .idot)."""
     if isinstance(unit_block, bool) or not isinstance(unit_block, int) or unit_block < 0 or (
             unit_block and spec.hidden_size % unit_block):
         raise ValueError(f"unit_block must be 0 or a positive divisor of hidden_size={spec.hidden_size}, got {unit_block!r}")
     if isinstance(panel, bool) or not isinstance(panel, int) or panel < 0 or (panel and unit_block):
         raise ValueError(f"panel must be an int >= 0, and 0 with a gate-blocked unit_block, got {panel!r} "
                          f"(unit_block={unit_block})")
-    if quad and not (unit_block and weights_dtype == "int8"):
-        raise ValueError(f"quad needs int8 weights in the gate-blocked layout (got {weights_dtype}, unit_block={unit_block})")
+    if quad and not ((unit_block or panel) and weights_dtype == "int8"):
+        raise ValueError(f"quad needs int8 weights in the gate-blocked or panel layout (got {weights_dtype}, "
+                         f"unit_block={unit_block}, panel={panel})")
     w = check_weights(spec, weights, allow_nonfinite=allow_nonfinite)
     cells = []
     for layer in range(spec.num_layers):
@@ -387,8 +391,8 @@ def pack(spec: LSTMSpec, weights: Mapping[str, Any], *, allow_nonfinite: bool = 
                     w_ih, w_hh = _quads(w_ih), _quads(w_hh)
                     w_hr = _quads(w_hr) if w_hr is not None else None
             elif panel:
-                w_ih, w_hh = _panelled(q["weight_ih_"][0], panel), _panelled(q["weight_hh_"][0], panel)
-                w_hr = _panelled(q["weight_hr_"][0], panel) if spec.proj_size else None
+                w_ih, w_hh = _panelled(q["weight_ih_"][0], panel, quad), _panelled(q["weight_hh_"][0], panel, quad)
+                w_hr = _panelled(q["weight_hr_"][0], panel, quad) if spec.proj_size else None
             else:
                 w_ih, w_hh = t("weight_ih_"), t("weight_hh_")
                 w_hr = t("weight_hr_") if spec.proj_size else None

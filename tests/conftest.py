@@ -47,13 +47,12 @@ def max_abs_diff(got, want) -> float:
 
 def kernel_reference(model, spec, weights, x, **kw):
     """reference.lstm_forward on `weights` as `model`'s kernels see its inputs, and the bound of
-    that comparison: the VNNI kernels (int8 weights on AVX-512 VNNI, kernels.py) round each
+    that comparison: int8 kernels with integer dot products (VNNI, IDOT: kernels.py) round each
     product's input rows to 16 bits, which the reference then does too (input_q; 1e-5: a float32
     rounding can move an input across a 16-bit step); every other kernel within 1e-6."""
-    from lstmgen import kernels, reference
-    if model.program.plan.vnni:
-        return reference.lstm_forward(spec, weights, x, input_q=kernels.VNNI_Q, **kw), 1e-5
-    return reference.lstm_forward(spec, weights, x, **kw), 1e-6
+    from lstmgen import reference
+    q = model.program.plan.input_q
+    return reference.lstm_forward(spec, weights, x, input_q=q, **kw), (1e-5 if q else 1e-6)
 
 
 def quantize_dynamic(torch, module, dtype, qconfig=None):

@@ -200,7 +200,16 @@ def test_overrides_need_vector_kernels_and_a_mapping():
         build_program(lstmgen.LSTMSpec(input_size=3, hidden_size=24), Schedule(target="avx512"), plan=dict(vw=16))
     with pytest.raises(TypeError, match="dict"):
         build_program(spec, Schedule(target="avx512"), plan=[("mr", 2)])
-    assert set(PLAN_KNOBS) == {"vw", "mr", "mrs", "tiles1", "ks", "kc", "panel", "vnni"}
+    assert set(PLAN_KNOBS) == {"vw", "mr", "mrs", "tiles1", "ks", "kc", "panel", "vnni", "idot"}
+    # idot: int8 weights in the portable named-sum kernels (static builds), inputs up to IDOT_KMAX
+    static = dict(max_batch=1, target="portable", weights="int8")
+    assert build_program(spec, Schedule(**static)).plan.idot  # the embedded int8 default
+    assert not build_program(spec, Schedule(target="portable", weights="int8")).plan.idot  # host panels: float sums
+    assert not build_program(lstmgen.LSTMSpec(input_size=600, hidden_size=8), Schedule(**static)).plan.idot
+    for schedule, plan in [(Schedule(**static), dict(idot=1, panel=32)), (Schedule(target="portable", max_batch=1), dict(idot=1)),
+                           (Schedule(**dict(static, target="avx512")), dict(idot=1))]:
+        with pytest.raises(ValueError, match="idot=1"):
+            build_program(spec, schedule, plan=plan)
     # vnni: int8 weights on AVX-512 at 16 lanes only, exact integer sums (ks = 1)
     for schedule, plan in [(Schedule(target="avx512"), dict(vnni=1)), (Schedule(target="avx2", weights="int8"), dict(vnni=1)),
                            (Schedule(target="avx512", weights="int8"), dict(vnni=1, vw=8))]:

@@ -226,3 +226,27 @@ def test_vnni_rows_with_nan_inf_or_only_tiny_inputs():
     with np.errstate(invalid="ignore"):  # the reference's NaN rows
         ref, _ = kernel_reference(m, spec, dequantized_weights(spec, w, "int8"), x)
     np.testing.assert_allclose(y[:, [0, 3]], ref[0][:, [0, 3]], atol=1e-5)
+
+
+def test_idot_kernels_are_the_embedded_int8_default_and_smlad_gives_the_plain_c_bits(tmp_path):
+    """Static int8 builds: exact int32 dot products on 16-bit inputs (kernels.py, IDOT), so the
+    plain C of the host and the SMLAD path of an Arm core with the DSP extension (ARMv7-A under
+    qemu-arm) give the same outputs, bit for bit (the self-tests print the same errors)."""
+    from conftest import need_tool
+    from embedded_tools import build_selftest, passed, run
+    spec = lstmgen.LSTMSpec(input_size=7, hidden_size=12, num_layers=2, proj_size=5)  # K = 7, 5, 12: padded quads
+    w = random_weights(spec, seed=6)
+    files = embedded_sources(spec, w, prefix="m", weights_dtype="int8", seq_len=9, max_batch=2)
+    assert "__smlad" in files["m.c"] and "m_qdot" in files["m.c"]
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    outs = []
+    for cc, wrap, flags in [("cc", [], ["-O2", "-std=c99"]),
+                            (need_tool("arm-linux-gnueabihf-gcc"), [need_tool("qemu-arm"), "-L", "/usr/arm-linux-gnueabihf"],
+                             ["-O2", "-std=c99", "-march=armv7-a", "-mfpu=vfpv3-d16", "-mfloat-abi=hard"])]:
+        exe = str(tmp_path / f"st{len(outs)}")
+        build_selftest(str(tmp_path), "m", cc, flags, exe)
+        r = run([*wrap, exe])
+        assert passed(r.stdout, "m"), r.stdout + r.stderr
+        outs.append([line for line in r.stdout.splitlines() if "max abs err" in line])
+    assert outs[0] == outs[1] and outs[0]

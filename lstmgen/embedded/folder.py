@@ -63,7 +63,7 @@ def embedded_sources(spec: Any, weights: Mapping[str, Any], *, prefix: str = "ls
         check_selftest_size(fp)
         # the goldens come from the weights the C holds (dequantised for a low-precision dtype)
         golden_w = weights if weights_dtype == "float32" else dequantized_weights(spec, weights, weights_dtype)
-        st = selftest_context(spec, golden_w, fp, p, float(tolerance))
+        st = selftest_context(spec, golden_w, fp, p, float(tolerance), input_q=program.plan.input_q)
         files[f"{p}_selftest.c"] = env.get_template("selftest.c.j2").render(
             ctx, **st, math=program.schedule.math, math_note=MATH_NOTES[program.schedule.math])
     files["Makefile"] = env.get_template("Makefile.j2").render(ctx, summary=spec.summary())

@@ -40,6 +40,7 @@ class Footprint:
     c_floats: int  # (L*D, max_batch, H)
     ws_floats: int  # workspace_floats(window, max_batch)
     weight_floats: int  # floats in <p>_weights.c (kernel layout, biases folded)
+    matrix_padding: int = 0  # zero weights the quad layout adds (int8 integer kernels: K to a multiple of 4)
 
     @property
     def parameters(self) -> int:
@@ -52,17 +53,19 @@ class Footprint:
 
     @property
     def matrix_elements(self) -> int:
-        """Elements of the weight matrices W_ih, W_hh, W_hr (stored in the schedule's weights dtype)."""
-        return matrix_elements(self.spec)
+        """Elements of the weight matrices W_ih, W_hh, W_hr (stored in the schedule's weights dtype),
+        with the quad layout's zero padding."""
+        return matrix_elements(self.spec) + self.matrix_padding
 
     @property
     def weights_bytes(self) -> int:
         """Flash for the weights: the matrices in their dtype, the float32 vectors (biases,
         peepholes, the head, int8's scales) and the <p>_model_weights pointer table."""
         dtype = self.schedule.weights
-        matrices = self.matrix_elements
+        matrices = matrix_elements(self.spec)
         scales = scale_floats(self.spec) if dtype == "int8" else 0
-        return WEIGHT_BYTES[dtype] * matrices + 4 * (self.weight_floats - matrices + scales) + self.weight_table_bytes
+        return (WEIGHT_BYTES[dtype] * (matrices + self.matrix_padding) + 4 * (self.weight_floats - matrices + scales)
+                + self.weight_table_bytes)
 
     @property
     def state_bytes(self) -> int:
@@ -121,6 +124,16 @@ def scale_floats(spec: LSTMSpec) -> int:
     return spec.num_layers * spec.num_directions * (8 * spec.hidden_size + spec.proj_size)
 
 
+def quad_padding(spec: LSTMSpec) -> int:
+    """Zero weights the quad layout adds: each matrix's K rounded up to a multiple of 4."""
+    H, R, P, D = spec.hidden_size, spec.output_size, spec.proj_size, spec.num_directions
+
+    def pad(k: int) -> int:
+        return -k % 4
+
+    return sum(D * (4 * H * (pad(spec.layer_input_size(k)) + pad(R)) + P * pad(H)) for k in range(spec.num_layers))
+
+
 def footprint(program: ScheduledProgram) -> Footprint:
     """Exact sizes of the static build of a scheduled Program (schedule.max_batch must be set)."""
     spec, sched = program.spec, program.schedule
@@ -143,6 +156,7 @@ def footprint(program: ScheduledProgram) -> Footprint:
         c_floats=cells * B * spec.hidden_size,
         ws_floats=program.workspace_floats(window, B),
         weight_floats=weight_floats(spec),
+        matrix_padding=quad_padding(spec) if program.quad else 0,
     )
 
 

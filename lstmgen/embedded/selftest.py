@@ -59,27 +59,28 @@ def check_selftest_size(fp: Footprint) -> None:
     )
 
 
-def _golden(spec: LSTMSpec, weights: Mapping[str, Any], T: int, B: int, seed: int) -> dict[str, Any]:
+def _golden(spec: LSTMSpec, weights: Mapping[str, Any], T: int, B: int, seed: int, input_q: int = 0) -> dict[str, Any]:
     """Inputs and float64-reference outputs for the self-test's passes (see selftest.c.j2)."""
     rng = np.random.default_rng(seed)
     shape = (B, T, spec.input_size) if spec.batch_first else (T, B, spec.input_size)
     x = rng.standard_normal(shape).astype(np.float32)
-    y_a, (h_a, c_a) = reference.lstm_forward(spec, weights, x)
+    y_a, (h_a, c_a) = reference.lstm_forward(spec, weights, x, input_q=input_q)
     row = B - 1  # the row pass B restarts
     h0 = h_a.astype(np.float32)
     c0 = c_a.astype(np.float32)
     h0[:, row] = 0.0
     c0[:, row] = 0.0
     lengths = None if B == 1 else np.array([T] * (B - 1) + [max(1, T - T // 3)], dtype=np.int32)
-    y_b, (h_b, c_b) = reference.lstm_forward(spec, weights, x, (h0, c0), lengths=lengths)
+    y_b, (h_b, c_b) = reference.lstm_forward(spec, weights, x, (h0, c0), lengths=lengths, input_q=input_q)
     return dict(x=x, y_a=y_a, h_a=h_a, c_a=c_a, y_b=y_b, h_b=h_b, c_b=c_b, lengths=lengths, row=row)
 
 
 def selftest_context(spec: LSTMSpec, weights: Mapping[str, Any], fp: Footprint, prefix: str,
-                     tolerance: float, seed: int = 0) -> dict:
-    """What selftest.c.j2 spells (beside the folder's common context)."""
+                     tolerance: float, seed: int = 0, input_q: int = 0) -> dict:
+    """What selftest.c.j2 spells (beside the folder's common context). input_q: the kernels' rounding
+    of product inputs (kernels.KernelPlan.input_q), which the goldens then make too."""
     T, B = selftest_steps(fp), fp.max_batch
-    g = _golden(spec, weights, T, B, seed)
+    g = _golden(spec, weights, T, B, seed, input_q)
     n_in, D = spec.input_size, spec.num_directions
     R = spec.head_output_size  # y's features per step: D*R, or the head's output
     stream = D == 1 and not spec.reverse
