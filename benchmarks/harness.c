@@ -12,7 +12,9 @@
  * pseudo-random, uniform in (-1/sqrt(H), 1/sqrt(H)) and (-1, 1). The weight matrices are read with
  * the element size of the generated header's field types (sizeof(*w.cell[0].w_ih): 4 float32,
  * 2 float16 / bfloat16, 1 int8), so one harness serves every weights_dtype; build it with
- * -DHARNESS_INT8_SCALES for an int8 model (its cell struct then has s_ih, s_hh, s_hr).
+ * -DHARNESS_INT8_SCALES for an int8 model (its cell struct then has s_ih, s_hh, s_hr), and with
+ * -DHARNESS_QUAD when its matrices are packed in quads of k (int8 on integer dot products: each
+ * matrix's K padded to a multiple of 4).
  * Commands arrive on stdin, one per line, so bench.py can interleave this process with the
  * Python peers; each answer is one line on stdout:
  *
@@ -127,16 +129,21 @@ int main(int argc, char **argv)
 #endif
     float *x = filled((size_t)T * (size_t)B * BENCH_INPUT_SIZE, 1.0f);
     load(data, x, sizeof(float), (size_t)T * (size_t)B * BENCH_INPUT_SIZE);
+#ifdef HARNESS_QUAD
+#define KPAD(k) (((k) + 3) / 4 * 4)
+#else
+#define KPAD(k) (k)
+#endif
     for (int32_t i = 0; i < CELLS; ++i) {
-        const size_t in = i < BENCH_NUM_DIRECTIONS ? BENCH_INPUT_SIZE : BENCH_NUM_DIRECTIONS * R;
-        void *w_ih = filled_weights(G * in, ws_ih, k), *w_hh = filled_weights(G * R, ws_hh, k);
+        const size_t in = KPAD(i < BENCH_NUM_DIRECTIONS ? BENCH_INPUT_SIZE : BENCH_NUM_DIRECTIONS * R);
+        void *w_ih = filled_weights(G * in, ws_ih, k), *w_hh = filled_weights(G * KPAD(R), ws_hh, k);
         float *bias = filled(G, k);
-        void *w_hr = BENCH_PROJ_SIZE ? filled_weights(H * R, ws_hr, k) : NULL;
+        void *w_hr = BENCH_PROJ_SIZE ? filled_weights(KPAD(H) * R, ws_hr, k) : NULL;
         load(data, w_ih, ws_ih, G * in);
-        load(data, w_hh, ws_hh, G * R);
+        load(data, w_hh, ws_hh, G * KPAD(R));
         load(data, bias, sizeof(float), G);
         if (w_hr != NULL) {
-            load(data, w_hr, ws_hr, H * R);
+            load(data, w_hr, ws_hr, KPAD(H) * R);
         }
         w.cell[i].w_ih = w_ih;
         w.cell[i].w_hh = w_hh;
