@@ -28,7 +28,8 @@ from .schedule import embedded_program
 
 # arm-none-eabi-gcc flags per core; the proof builds with exactly these.
 CPU_FLAGS = {
-    "cortex-m4": ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"],
+    # -mfp16-format=ieee: float16 weights convert in the FPU (VCVTB.F32.F16), not in bit code
+    "cortex-m4": ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard", "-mfp16-format=ieee"],
     "cortex-m0plus": ["-mcpu=cortex-m0plus", "-mthumb", "-mfloat-abi=soft"],
 }
 
