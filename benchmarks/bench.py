@@ -169,10 +169,10 @@ class Harness:
         lstmgen.generate(spec, None, src, prefix="bench", target="native", math="approx", weights_dtype=weights_dtype)
         exe = os.path.join(src, "harness")
         cc = os.environ.get("CC", "cc")
-        # int8 on integer dot products packs its matrices in quads of k (K padded to a multiple of 4)
-        quad = schedule_for(spec, target="native", math="approx", weights_dtype=weights_dtype).quad
+        # int8 on integer dot products packs its matrices in groups of g k (K padded to a multiple of g)
+        kgroup = schedule_for(spec, target="native", math="approx", weights_dtype=weights_dtype).kgroup
         cmd = [cc, *lg_build.compile_flags("native"), *(["-DHARNESS_INT8_SCALES"] if weights_dtype == "int8" else []),
-               *(["-DHARNESS_QUAD"] if quad else []),
+               *([f"-DHARNESS_KGROUP={kgroup}"] if kgroup else []),
                "-I", src, os.path.join(HERE, "harness.c"), os.path.join(src, "bench.c"), "-lm", "-o", exe]
         subprocess.run(cmd, check=True)
         args = [exe, str(cfg.T), str(cfg.B)]

@@ -13,8 +13,8 @@
  * the element size of the generated header's field types (sizeof(*w.cell[0].w_ih): 4 float32,
  * 2 float16 / bfloat16, 1 int8), so one harness serves every weights_dtype; build it with
  * -DHARNESS_INT8_SCALES for an int8 model (its cell struct then has s_ih, s_hh, s_hr), and with
- * -DHARNESS_QUAD when its matrices are packed in quads of k (int8 on integer dot products: each
- * matrix's K padded to a multiple of 4).
+ * -DHARNESS_KGROUP=g when its matrices are packed in groups of g consecutive k (int8 on integer
+ * dot products: each matrix's K padded to a multiple of g).
  * Commands arrive on stdin, one per line, so bench.py can interleave this process with the
  * Python peers; each answer is one line on stdout:
  *
@@ -129,8 +129,8 @@ int main(int argc, char **argv)
 #endif
     float *x = filled((size_t)T * (size_t)B * BENCH_INPUT_SIZE, 1.0f);
     load(data, x, sizeof(float), (size_t)T * (size_t)B * BENCH_INPUT_SIZE);
-#ifdef HARNESS_QUAD
-#define KPAD(k) (((k) + 3) / 4 * 4)
+#ifdef HARNESS_KGROUP
+#define KPAD(k) (((k) + HARNESS_KGROUP - 1) / HARNESS_KGROUP * HARNESS_KGROUP)
 #else
 #define KPAD(k) (k)
 #endif

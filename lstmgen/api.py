@@ -86,7 +86,7 @@ def compile(spec: Any, weights: Mapping[str, Any] | None = None, *, prefix: str 
     program = build_program(spec, schedule, plan=plan)
     # validate and pack before any build work
     packed = pack(spec, weights, allow_nonfinite=allow_nonfinite, unit_block=program.unit_block, panel=program.panel,
-                  weights_dtype=program.schedule.weights, quad=program.quad)
+                  weights_dtype=program.schedule.weights, kgroup=program.kgroup)
     return Model(_artifact(program, prefix, target), packed)
 
 
@@ -148,7 +148,7 @@ def generate_sources(spec: Any, weights: Mapping[str, Any] | None = None, *, pre
     spec = as_spec(spec)
     program = build_program(spec, make_schedule(time_loop, seq_len, chunk, target, math, weights_dtype), plan=plan)
     packed = (pack(spec, weights, allow_nonfinite=allow_nonfinite, unit_block=program.unit_block, panel=program.panel,
-                   weights_dtype=program.schedule.weights, quad=program.quad) if weights is not None else None)
+                   weights_dtype=program.schedule.weights, kgroup=program.kgroup) if weights is not None else None)
     return render(program, prefix, packed)
 
 

@@ -610,6 +610,7 @@ def kernel_context(program: ScheduledProgram, p: str) -> dict:
         kc=plan.kc,
         panel=plan.panel,
         vnni=bool(plan.vnni),
+        iq="vnni" if plan.vnni else "pmadd" if plan.pmadd else "",  # the x86 integer kernels of int8
         idot=bool(plan.idot),
         step_k=f"{P}_OUTPUT_SIZE",
     )
@@ -635,10 +636,12 @@ def kernel_context(program: ScheduledProgram, p: str) -> dict:
             ptiles=[_tile("project", f"{p}_ptile{m}", m, 1, 4, 1, P, wt=wt, int8=int8) for m in range(plan.mr, 0, -1)],
             mtiles=[_tile("matvec", f"{p}_mtile{n}", 1, 1, n, 1, P, wt=wt, int8=int8) for n in (8, 1)],
         )
-        if plan.vnni:
+        for t in ctx["stiles"] + ctx["ptiles"] + ctx["mtiles"]:
+            t["iq"] = ctx["iq"]
+        if plan.vnni or plan.pmadd:
             spec = program.spec
-            kb = 16 * -(-kernels.max_input(spec) // 16)
-            ctx.update(vnni_q=kernels.VNNI_Q, vnni_kb=kb, vnni_kqr=-(-spec.output_size // 4), step_k=f"{P}_KQR",
+            kb, g = 16 * -(-kernels.max_input(spec) // 16), program.kgroup
+            ctx.update(iq_q=plan.input_q, iq_kb=kb, kg=g, kg_r=-(-spec.output_size // g), step_k=f"{P}_KGR",
                        qrows=max(plan.mr, 32768 // (2 * kb + 16)))
         header, vtype, ops = _vector_ops(plan.isa, plan.vw, wdtype)
         guard, hint = _GUARDS[plan.isa]
@@ -649,7 +652,7 @@ def kernel_context(program: ScheduledProgram, p: str) -> dict:
         cell_ops = {"mul", "add", "min", "max", "sub", "exp2bits", "abs", "div", "blendlt", "copysign"}
         # add: the tiles add their initial values (bias, input-part gates) after the sum
         used = {"load", "loadw", "store", "set1", "fma", "add"} | ({"mul"} if int8 else set()) | (cell_ops if plan.vector_cell else set())
-        if plan.vnni:  # the VNNI tiles spell their own integer ops; the float ones serve the cell
+        if plan.vnni or plan.pmadd:  # the integer tiles spell their own ops; the float ones serve the cell
             used = {"store"} | ({"load", "set1", "fma", "add"} | cell_ops if plan.vector_cell else set())
         ctx.update(header=header, vtype=vtype, guard=guard, flags_hint=hint,
                    ops=[(n, r.format(p=p), a.format(p=p), b) for n, r, a, b in ops if n in used])

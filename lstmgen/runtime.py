@@ -128,8 +128,8 @@ class Model:
                 raise ValueError(f"packed weights have unit_block {[c.unit_block for c in cells]}; these kernels read unit_block={unit_block}")
             if any(cell.panel != panel for cell in cells):
                 raise ValueError(f"packed weights have panel {[c.panel for c in cells]}; these kernels read panel={panel}")
-            if any(cell.quad != artifact.program.quad for cell in cells):
-                raise ValueError(f"packed weights have quad {[c.quad for c in cells]}; these kernels read quad={artifact.program.quad}")
+            if any(cell.kgroup != artifact.program.kgroup for cell in cells):
+                raise ValueError(f"packed weights have kgroup {[c.kgroup for c in cells]}; these kernels read kgroup={artifact.program.kgroup}")
             wd = artifact.program.schedule.weights
             if any(cell.weights_dtype != wd for cell in cells):
                 raise ValueError(f"packed weights hold {sorted({c.weights_dtype for c in cells})} matrices; these kernels read {wd}")
@@ -138,7 +138,7 @@ class Model:
                 raise ValueError(f"packed weights hold head Linears at {[lin.index for lin in linears]}; this spec's head has them at {want}")
         else:
             packed = pack(spec, weights, allow_nonfinite=allow_nonfinite, unit_block=unit_block, panel=panel,
-                          weights_dtype=artifact.program.schedule.weights, quad=artifact.program.quad)
+                          weights_dtype=artifact.program.schedule.weights, kgroup=artifact.program.kgroup)
         self._packed = packed  # keeps the arrays alive while C holds pointers into them
         self._sizes: dict[tuple[int, int], int] = {}  # (T, B) -> workspace floats, memory checked
         # x.shape -> (T, B, workspace floats, y shape, h_n shape, c_n shape): shapes a full call

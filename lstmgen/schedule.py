@@ -93,7 +93,7 @@ def check_schedule(spec: LSTMSpec, schedule: Schedule) -> None:
 
 # Plan fields a caller may set (`plan={...}` on compile/generate); the others follow from the
 # schedule (isa, math) or from these (vector_cell, nb1).
-PLAN_KNOBS = ("vw", "mr", "mrs", "tiles1", "ks", "kc", "panel", "vnni", "idot")
+PLAN_KNOBS = ("vw", "mr", "mrs", "tiles1", "ks", "kc", "panel", "vnni", "idot", "pmadd")
 MAX_PARTIAL_SUMS = 4  # ks values the recurrence kernels implement (added pairwise: codegen._pairwise)
 # Rows per register tile and gate blocks per one-row tile the emitter can name (c{row}{block}{vector});
 # past the architectural registers a tile is legal, only slower (the compiler spills).
@@ -112,6 +112,8 @@ def make_plan(spec: LSTMSpec, schedule: Schedule, overrides: Mapping[str, Any] |
             return kernels.with_vnni(plan, spec.hidden_size // plan.vw)
         if kernels.idot_default(plan, spec, schedule.weights):
             return dataclasses.replace(plan, idot=1)
+        if kernels.pmadd_default(plan, spec, schedule.weights):
+            return kernels.with_pmadd(plan, spec.hidden_size // plan.vw)
         return plan
     if not isinstance(overrides, Mapping):
         raise TypeError(f"plan must be a dict of kernel-plan fields, got {type(overrides).__name__}")
@@ -140,8 +142,17 @@ def make_plan(spec: LSTMSpec, schedule: Schedule, overrides: Mapping[str, Any] |
                          f"(got {schedule.weights}, {base.isa}, vw={base.vw})")
     if vnni:
         base = kernels.with_vnni(base, H // base.vw)
+    pmadd = overrides.get("pmadd", int(kernels.pmadd_default(base, spec, schedule.weights)))
+    if pmadd not in (0, 1):
+        raise ValueError(f"plan: pmadd must be 0 or 1, got {pmadd!r}")
+    if pmadd and not (schedule.weights == "int8" and base.isa == "avx2" and base.vw == 8
+                      and kernels.max_input(spec) <= kernels.IDOT_KMAX):
+        raise ValueError(f"plan: pmadd=1 needs weights_dtype='int8' on target avx2 at vw=8 and inputs of at most "
+                         f"{kernels.IDOT_KMAX} (got {schedule.weights}, {base.isa}, vw={base.vw}, {kernels.max_input(spec)})")
+    if pmadd:
+        base = kernels.with_pmadd(base, H // base.vw)
     if not base.vw:
-        extra = sorted(set(overrides) - {"vw", "panel", "vnni", "idot"})
+        extra = sorted(set(overrides) - {"vw", "panel", "vnni", "idot", "pmadd"})
         if extra:
             raise ValueError(f"plan: {', '.join(extra)} apply to vector kernels only (vw={base.vw})")
         idot = overrides.get("idot", int(kernels.idot_default(base, spec, schedule.weights)))
@@ -163,8 +174,8 @@ def make_plan(spec: LSTMSpec, schedule: Schedule, overrides: Mapping[str, Any] |
     ks = overrides.get("ks", base.ks)
     if not 1 <= ks <= MAX_PARTIAL_SUMS:
         raise ValueError(f"plan: ks must be in 1..{MAX_PARTIAL_SUMS}, got {ks}")
-    if vnni and ks != 1:
-        raise ValueError(f"plan: ks={ks} with vnni=1: the integer sums are exact, ks must be 1")
+    if (vnni or pmadd) and ks != 1:
+        raise ValueError(f"plan: ks={ks} with {'vnni' if vnni else 'pmadd'}=1: the integer sums are exact, ks must be 1")
     mr = overrides.get("mr", base.mr)
     if not 1 <= mr <= MAX_TILE:
         raise ValueError(f"plan: mr must be in 1..{MAX_TILE}, got {mr}")
@@ -336,9 +347,10 @@ class ScheduledProgram:
         return self.plan.unit_block
 
     @property
-    def quad(self) -> bool:
-        """int8 weights in quads of k for the VNNI or IDOT kernels (kernels.py, weights.py)?"""
-        return bool(self.plan.vnni or self.plan.idot)
+    def kgroup(self) -> int:
+        """int8 weights in groups of g consecutive k for the integer kernels (kernels.py, weights.py):
+        4 for VNNI and IDOT, 2 for PMADD, 0 for every other plan."""
+        return 4 if self.plan.vnni or self.plan.idot else 2 if self.plan.pmadd else 0
 
     @property
     def panel(self) -> int:

@@ -80,7 +80,7 @@ class PackedCell:
     s_hh: np.ndarray | None = None
     s_hr: np.ndarray | None = None
     weights_dtype: str = "float32"  # what w_ih, w_hh and w_hr hold (kernels.WEIGHT_DTYPES)
-    quad: bool = False  # int8 in quads of k for the VNNI kernels (see above)
+    kgroup: int = 0  # g > 0: int8 in groups of g consecutive k per output for the integer kernels (see above)
 
 
 @dataclass(frozen=True)
@@ -313,14 +313,15 @@ def _blocked(gates_first: np.ndarray, unit_block: int) -> np.ndarray:
     return aligned_copy(gates_first.reshape(4, H // U, U, K).transpose(1, 3, 0, 2).reshape(H // U, K, 4 * U))
 
 
-def _quads(kn: np.ndarray) -> np.ndarray:
-    """(..., K, N) -> (..., ceil(K / 4), N, 4): each output's weights for k = 4 i .. 4 i + 3 side by
-    side (the 4 bytes one VNNI lane multiplies), K padded with zero weights; 64-byte aligned."""
+def _kgroups(kn: np.ndarray, g: int) -> np.ndarray:
+    """(..., K, N) -> (..., ceil(K / g), N, g): each output's weights for k = g i .. g i + g - 1 side
+    by side (the bytes one lane of an integer dot product multiplies: VNNI and SMLAD 4, pmaddwd 2),
+    K padded with zero weights; 64-byte aligned."""
     *lead, K, N = kn.shape
-    Kq = -(-K // 4)
-    padded = np.zeros((*lead, 4 * Kq, N), kn.dtype)
+    Kg = -(-K // g)
+    padded = np.zeros((*lead, g * Kg, N), kn.dtype)
     padded[..., :K, :] = kn
-    return aligned_copy(padded.reshape(*lead, Kq, 4, N).swapaxes(-1, -2))
+    return aligned_copy(padded.reshape(*lead, Kg, g, N).swapaxes(-1, -2))
 
 
 def panel_rows(n: int, panel: int) -> list[int]:
@@ -330,23 +331,23 @@ def panel_rows(n: int, panel: int) -> list[int]:
     return [panel] * (n // panel) + ([n % panel] if n % panel else [])
 
 
-def _panelled(rows_first: np.ndarray, panel: int, quad: bool = False) -> np.ndarray:
-    """(N, K) in torch's row order -> the flat row-panel layout (N * K,) (see above); quad: each
-    panel (ceil(K / 4), q, 4) instead, K padded with zero weights (N * 4 ceil(K / 4),)."""
+def _panelled(rows_first: np.ndarray, panel: int, kgroup: int = 0) -> np.ndarray:
+    """(N, K) in torch's row order -> the flat row-panel layout (N * K,) (see above); kgroup g: each
+    panel (ceil(K / g), q, g) instead, K padded with zero weights (N * g ceil(K / g),)."""
     N, K = rows_first.shape
-    Kp = 4 * -(-K // 4) if quad else K
+    Kp = kgroup * -(-K // kgroup) if kgroup else K
     out = np.empty(N * Kp, dtype=rows_first.dtype)
     n0 = 0
     for q in panel_rows(N, panel):
         kq = rows_first[n0:n0 + q].T  # (K, q)
-        out[n0 * Kp:(n0 + q) * Kp] = (_quads(kq) if quad else kq).ravel()
+        out[n0 * Kp:(n0 + q) * Kp] = (_kgroups(kq, kgroup) if kgroup else kq).ravel()
         n0 += q
     return out
 
 
 def pack(spec: LSTMSpec, weights: Mapping[str, Any], *, allow_nonfinite: bool = False,
          unit_block: int = 0, panel: int = 0, weights_dtype: str = "float32",
-         quad: bool = False) -> list[PackedCell | PackedLinear]:
+         kgroup: int = 0) -> list[PackedCell | PackedLinear]:
     """State-dict weights -> kernel layout, one PackedCell per (layer, direction), in order l*D+d,
     then one PackedLinear per Linear of the head (none without a head).
 
@@ -355,16 +356,17 @@ def pack(spec: LSTMSpec, weights: Mapping[str, Any], *, allow_nonfinite: bool = 
     panel: 0, or Q > 0 rows per panel for the row-panel layout the portable kernels read
     (kernels.KernelPlan.panel; needs unit_block = 0).
     weights_dtype: how w_ih, w_hh and w_hr are stored (quantize); the head stays float32.
-    quad: int8 matrices in quads of k (the VNNI and IDOT kernels: kernels.KernelPlan.vnni, .idot)."""
+    kgroup: 0, or g: int8 matrices in groups of g consecutive k (the integer kernels:
+    ScheduledProgram.kgroup)."""
     if isinstance(unit_block, bool) or not isinstance(unit_block, int) or unit_block < 0 or (
             unit_block and spec.hidden_size % unit_block):
         raise ValueError(f"unit_block must be 0 or a positive divisor of hidden_size={spec.hidden_size}, got {unit_block!r}")
     if isinstance(panel, bool) or not isinstance(panel, int) or panel < 0 or (panel and unit_block):
         raise ValueError(f"panel must be an int >= 0, and 0 with a gate-blocked unit_block, got {panel!r} "
                          f"(unit_block={unit_block})")
-    if quad and not ((unit_block or panel) and weights_dtype == "int8"):
-        raise ValueError(f"quad needs int8 weights in the gate-blocked or panel layout (got {weights_dtype}, "
-                         f"unit_block={unit_block}, panel={panel})")
+    if kgroup not in (0, 2, 4) or (kgroup and not ((unit_block or panel) and weights_dtype == "int8")):
+        raise ValueError(f"kgroup must be 0, 2 or 4, and needs int8 weights in the gate-blocked or panel layout "
+                         f"(got {kgroup!r}, {weights_dtype}, unit_block={unit_block}, panel={panel})")
     w = check_weights(spec, weights, allow_nonfinite=allow_nonfinite)
     cells = []
     for layer in range(spec.num_layers):
@@ -387,12 +389,12 @@ def pack(spec: LSTMSpec, weights: Mapping[str, Any], *, allow_nonfinite: bool = 
                 bias = _blocked(bias, unit_block) if bias is not None else None
                 s_ih, s_hh = (None, None) if s_ih is None else (_blocked(s_ih, unit_block), _blocked(s_hh, unit_block))
                 w_hr = aligned_copy(t("weight_hr_")) if spec.proj_size else None
-                if quad:
-                    w_ih, w_hh = _quads(w_ih), _quads(w_hh)
-                    w_hr = _quads(w_hr) if w_hr is not None else None
+                if kgroup:
+                    w_ih, w_hh = _kgroups(w_ih, kgroup), _kgroups(w_hh, kgroup)
+                    w_hr = _kgroups(w_hr, kgroup) if w_hr is not None else None
             elif panel:
-                w_ih, w_hh = _panelled(q["weight_ih_"][0], panel, quad), _panelled(q["weight_hh_"][0], panel, quad)
-                w_hr = _panelled(q["weight_hr_"][0], panel, quad) if spec.proj_size else None
+                w_ih, w_hh = _panelled(q["weight_ih_"][0], panel, kgroup), _panelled(q["weight_hh_"][0], panel, kgroup)
+                w_hr = _panelled(q["weight_hr_"][0], panel, kgroup) if spec.proj_size else None
             else:
                 w_ih, w_hh = t("weight_ih_"), t("weight_hh_")
                 w_hr = t("weight_hr_") if spec.proj_size else None
@@ -411,7 +413,7 @@ def pack(spec: LSTMSpec, weights: Mapping[str, Any], *, allow_nonfinite: bool = 
                     s_hh=s_hh,
                     s_hr=q["weight_hr_"][1] if spec.proj_size else None,
                     weights_dtype=weights_dtype,
-                    quad=quad,
+                    kgroup=kgroup,
                 )
             )
     head: list[PackedCell | PackedLinear] = [PackedLinear(i, w[f"head.{i}.weight"], w[f"head.{i}.bias"] if h.bias else None)

@@ -31,7 +31,7 @@ from conftest import max_abs_diff as max_diff
 
 import lstmgen
 from lstmgen import reference
-from lstmgen.weights import QuantizedMatrix, _blocked, _quads, dequantized_weights, quantize
+from lstmgen.weights import QuantizedMatrix, _blocked, _kgroups, dequantized_weights, quantize
 
 CASES = [
     dict(input_size=6, hidden_size=16, num_layers=2),
@@ -136,8 +136,8 @@ def test_qint8_weights_are_torchs_int8_values_and_scales(cfg):
         kind = "ih" if name.startswith("weight_ih") else "hh"
         packed, scale = getattr(cell, f"w_{kind}"), getattr(cell, f"s_{kind}")
         want_q = _blocked(got.q, U) if U else got.q.T
-        if model.program.quad:  # the VNNI layout: quads of k side by side
-            want_q = _quads(want_q)
+        if model.program.kgroup:  # the integer kernels' layout: groups of k side by side
+            want_q = _kgroups(want_q, model.program.kgroup)
         want_s = _blocked(got.scale, U) if U else got.scale
         np.testing.assert_array_equal(packed, want_q)
         np.testing.assert_array_equal(scale, want_s)

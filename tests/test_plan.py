@@ -200,7 +200,15 @@ def test_overrides_need_vector_kernels_and_a_mapping():
         build_program(lstmgen.LSTMSpec(input_size=3, hidden_size=24), Schedule(target="avx512"), plan=dict(vw=16))
     with pytest.raises(TypeError, match="dict"):
         build_program(spec, Schedule(target="avx512"), plan=[("mr", 2)])
-    assert set(PLAN_KNOBS) == {"vw", "mr", "mrs", "tiles1", "ks", "kc", "panel", "vnni", "idot"}
+    assert set(PLAN_KNOBS) == {"vw", "mr", "mrs", "tiles1", "ks", "kc", "panel", "vnni", "idot", "pmadd"}
+    # pmadd: int8 weights on AVX2 at 8 lanes, inputs up to IDOT_KMAX
+    assert build_program(spec, Schedule(target="avx2", weights="int8")).plan.pmadd
+    assert build_program(spec, Schedule(target="avx2", weights="int8")).kgroup == 2
+    for schedule, plan in [(Schedule(target="avx2"), dict(pmadd=1)), (Schedule(target="avx512", weights="int8"), dict(pmadd=1)),
+                           (Schedule(target="avx2", weights="int8"), dict(pmadd=1, vw=4))]:
+        with pytest.raises(ValueError, match="pmadd=1 needs"):
+            build_program(spec, schedule, plan=plan)
+    assert not build_program(lstmgen.LSTMSpec(input_size=600, hidden_size=8), Schedule(target="avx2", weights="int8")).plan.pmadd
     # idot: int8 weights in the portable named-sum kernels (static builds), inputs up to IDOT_KMAX
     static = dict(max_batch=1, target="portable", weights="int8")
     assert build_program(spec, Schedule(**static)).plan.idot  # the embedded int8 default
@@ -220,4 +228,4 @@ def test_overrides_need_vector_kernels_and_a_mapping():
     with pytest.raises(ValueError, match="vnni must be 0 or 1"):
         build_program(spec, Schedule(target="avx512", weights="int8"), plan=dict(vnni=2))
     vnni = build_program(spec, Schedule(target="avx512", weights="int8"), plan=dict(vnni=1))
-    assert vnni.plan.vnni and vnni.quad and vnni.plan.ks == 1 and "vnni" in str(vnni.plan)
+    assert vnni.plan.vnni and vnni.kgroup == 4 and vnni.plan.ks == 1 and "vnni" in str(vnni.plan)

@@ -144,13 +144,14 @@ def test_generated_c_of_every_dtype_and_isa_is_warning_free(tmp_path, isa):
     arch = [] if isa != "neon" else ["--target=aarch64-linux-gnu"]
     flags = X86_FLAGS.get(isa, []) + (["-mf16c"] if isa in ("avx2", "avx512") else [])
     # int8 on AVX-512 both ways, whatever this host has: the VNNI kernels and the widening ones
-    runs = [(d, None) for d in DTYPES] + ([("int8", {"vnni": 1}), ("int8", {"vnni": 0})] if isa == "avx512" else [])
+    runs = [(d, None) for d in DTYPES] + {"avx512": [("int8", {"vnni": 1}), ("int8", {"vnni": 0})],
+                                          "avx2": [("int8", {"pmadd": 0})]}.get(isa, [])
     for dtype, plan in runs:
         for kw in SPECS[1:]:  # projection (matvec), bidirectional without bias
             spec = lstmgen.LSTMSpec(**kw)
-            if plan and plan["vnni"] and spec.hidden_size % 16:
+            if plan and plan.get("vnni") and spec.hidden_size % 16:
                 continue  # VNNI kernels run at 16 lanes
-            out = tmp_path / f"{dtype}{len(kw)}{plan and plan['vnni']}"
+            out = tmp_path / f"{dtype}{len(kw)}{plan and sorted(plan.items())}"
             lstmgen.generate(spec, random_weights(spec), out, prefix="m", target=isa, weights_dtype=dtype, plan=plan)
             for cmd in ([cc, *STRICT, *flags], [clang, *arch, *STRICT, *flags]):
                 for src in ("m.c", "m_weights.c"):
@@ -181,40 +182,59 @@ def test_neon_dtype_kernels_under_qemu(tmp_path, dtype):
     assert max(float(np.abs(got_y - want).max()), float(np.abs(got_c - c_n).max())) <= 1e-5
 
 
-needs_vnni = pytest.mark.skipif(not kernels.host_vnni(), reason="runs AVX-512 VNNI code (this host's compiler offers none)")
+# the x86 integer kernels of int8 (kernels.py): AVX-512 VNNI (vpdpbusd) and AVX2 pmaddwd, each
+# where this host runs it; (target, plan knob, an instruction only that kernel's C has)
+INTEGER_X86 = [
+    pytest.param("native", "vnni", "_mm512_dpbusd_epi32", marks=pytest.mark.skipif(
+        not kernels.host_vnni(), reason="runs AVX-512 VNNI code (this host's compiler offers none)")),
+    pytest.param("avx2", "pmadd", "_mm256_madd_epi16", marks=pytest.mark.skipif(
+        not kernels.host_runs("avx2"), reason="runs AVX2 code (this host's compiler offers none)")),
+]
 
 
-@needs_vnni
-def test_vnni_kernels_are_the_int8_default_here_and_round_inputs_to_16_bits():
-    """int8 weights on an AVX-512 VNNI host: vpdpbusd on inputs rounded to 16 bits per row (kernels.py,
-    VNNI). Against the reference that rounds them the same way: tight; against the widening
-    kernels (vnni=0): only the 16-bit rounding apart, far below the int8 weights' own error."""
-    spec = lstmgen.LSTMSpec(input_size=20, hidden_size=32, num_layers=2, proj_size=16, bidirectional=True)
+@pytest.mark.parametrize("target, knob, instruction", INTEGER_X86)
+def test_x86_integer_kernels_are_the_int8_default_and_round_inputs_to_16_bits(target, knob, instruction):
+    """int8 weights on x86 integer dot products, inputs rounded to 16 bits per row (kernels.py, VNNI
+    and PMADD). Against the reference that rounds them the same way: tight; against the widening
+    kernels (knob=0): only the 16-bit rounding apart, far below the int8 weights' own error."""
+    spec = lstmgen.LSTMSpec(input_size=20, hidden_size=32, num_layers=2, proj_size=13, bidirectional=True)
     w = random_weights(spec, seed=8)
     x = np.random.default_rng(4).standard_normal((30, 5, 20)).astype(np.float32)
     lengths = np.array([30, 3, 17, 1, 29])
-    vnni, wide = lstmgen.compile(spec, w, weights_dtype="int8"), lstmgen.compile(spec, w, weights_dtype="int8", plan={"vnni": 0})
-    assert vnni.program.plan.vnni and not wide.program.plan.vnni
-    c = lstmgen.generate_sources(spec, w, target="native", weights_dtype="int8").files["lstm.c"]
-    assert "_mm512_dpbusd_epi32" in c and "_mm512_dpbusd_epi32" not in lstmgen.generate_sources(
-        spec, w, target="native", weights_dtype="int8", plan={"vnni": 0}).files["lstm.c"]
+    fast = lstmgen.compile(spec, w, weights_dtype="int8", target=target)
+    wide = lstmgen.compile(spec, w, weights_dtype="int8", target=target, plan={knob: 0})
+    assert getattr(fast.program.plan, knob) and not getattr(wide.program.plan, knob)
+    c = lstmgen.generate_sources(spec, w, target=target, weights_dtype="int8").files["lstm.c"]
+    assert instruction in c and instruction not in lstmgen.generate_sources(
+        spec, w, target=target, weights_dtype="int8", plan={knob: 0}).files["lstm.c"]
     deq = dequantized_weights(spec, w, "int8")
-    got = vnni(x, lengths=lengths)
-    want, tol = kernel_reference(vnni, spec, deq, x, lengths=lengths)
+    got = fast(x, lengths=lengths)
+    want, tol = kernel_reference(fast, spec, deq, x, lengths=lengths)
     assert max_abs_diff(got, want) < tol
     rounding = max_abs_diff(got, wide(x, lengths=lengths))
     weights_err = max_abs_diff(wide(x, lengths=lengths), reference.lstm_forward(spec, w, x, lengths=lengths))
     assert 0 < rounding < weights_err / 20, (rounding, weights_err)
     # rows are independent of the batch: one row alone gives the same bits
-    np.testing.assert_array_equal(vnni(x[:, 2:3], lengths=lengths[2:3])[0][:, 0], got[0][:, 2])
+    np.testing.assert_array_equal(fast(x[:, 2:3], lengths=lengths[2:3])[0][:, 0], got[0][:, 2])
+    # and the schedules and tile shapes agree bit for bit (streaming and chunks: one direction)
+    uni = lstmgen.LSTMSpec(input_size=20, hidden_size=32, num_layers=2, proj_size=13)
+    wu = random_weights(uni, seed=9)
+    base = lstmgen.compile(uni, wu, weights_dtype="int8", target=target)
+    y0 = base(x)[0]
+    for other in (lstmgen.compile(uni, wu, weights_dtype="int8", target=target, chunk=7),
+                  lstmgen.compile(uni, wu, weights_dtype="int8", target=target, time_loop="unrolled", seq_len=30),
+                  lstmgen.compile(uni, wu, weights_dtype="int8", target=target, plan={"mr": 1, "tiles1": 2})):
+        np.testing.assert_array_equal(other(x)[0], y0)
+    stream = base.stream(batch=5)
+    np.testing.assert_array_equal(np.stack([stream.step(x[t]) for t in range(30)]), y0)
 
 
-@needs_vnni
-def test_vnni_rows_with_nan_inf_or_only_tiny_inputs():
+@pytest.mark.parametrize("target, knob, instruction", INTEGER_X86)
+def test_x86_integer_kernels_rows_with_nan_inf_or_only_tiny_inputs(target, knob, instruction):
     spec = lstmgen.LSTMSpec(input_size=16, hidden_size=16)
     w = random_weights(spec, seed=2)
-    m = lstmgen.compile(spec, w, weights_dtype="int8")
-    assert m.program.plan.vnni
+    m = lstmgen.compile(spec, w, weights_dtype="int8", target=target)
+    assert getattr(m.program.plan, knob)
     x = np.random.default_rng(5).standard_normal((4, 4, 16)).astype(np.float32)
     x[1, 1, 3], x[2, 2, 0] = np.inf, np.nan  # these rows turn NaN from then on, as with the float kernels
     x[:, 3] = 1e-35  # below 1e-30: counts as zeros (their products are below float32's resolution of the bias)

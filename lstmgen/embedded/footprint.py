@@ -40,7 +40,7 @@ class Footprint:
     c_floats: int  # (L*D, max_batch, H)
     ws_floats: int  # workspace_floats(window, max_batch)
     weight_floats: int  # floats in <p>_weights.c (kernel layout, biases folded)
-    matrix_padding: int = 0  # zero weights the quad layout adds (int8 integer kernels: K to a multiple of 4)
+    matrix_padding: int = 0  # zero weights the kgroup layout adds (int8 integer kernels: K to a multiple of g)
 
     @property
     def parameters(self) -> int:
@@ -54,7 +54,7 @@ class Footprint:
     @property
     def matrix_elements(self) -> int:
         """Elements of the weight matrices W_ih, W_hh, W_hr (stored in the schedule's weights dtype),
-        with the quad layout's zero padding."""
+        with the kgroup layout's zero padding."""
         return matrix_elements(self.spec) + self.matrix_padding
 
     @property
@@ -124,12 +124,12 @@ def scale_floats(spec: LSTMSpec) -> int:
     return spec.num_layers * spec.num_directions * (8 * spec.hidden_size + spec.proj_size)
 
 
-def quad_padding(spec: LSTMSpec) -> int:
-    """Zero weights the quad layout adds: each matrix's K rounded up to a multiple of 4."""
+def kgroup_padding(spec: LSTMSpec, g: int) -> int:
+    """Zero weights the kgroup layout adds: each matrix's K rounded up to a multiple of g."""
     H, R, P, D = spec.hidden_size, spec.output_size, spec.proj_size, spec.num_directions
 
     def pad(k: int) -> int:
-        return -k % 4
+        return -k % g
 
     return sum(D * (4 * H * (pad(spec.layer_input_size(k)) + pad(R)) + P * pad(H)) for k in range(spec.num_layers))
 
@@ -156,7 +156,7 @@ def footprint(program: ScheduledProgram) -> Footprint:
         c_floats=cells * B * spec.hidden_size,
         ws_floats=program.workspace_floats(window, B),
         weight_floats=weight_floats(spec),
-        matrix_padding=quad_padding(spec) if program.quad else 0,
+        matrix_padding=kgroup_padding(spec, program.kgroup) if program.kgroup else 0,
     )
 
 

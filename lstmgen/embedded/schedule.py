@@ -51,4 +51,4 @@ def embedded_program(spec: LSTMSpec, *, max_batch: int = 1, seq_len: int | None 
 def pack_weights(program: ScheduledProgram, weights: Mapping[str, Any], allow_nonfinite: bool = False) -> list[PackedCell]:
     """The weights in the layout this program's kernels read, one PackedCell per (layer, direction)."""
     return pack(program.spec, weights, allow_nonfinite=allow_nonfinite, unit_block=program.unit_block,
-                panel=program.panel, weights_dtype=program.schedule.weights, quad=program.quad)
+                panel=program.panel, weights_dtype=program.schedule.weights, kgroup=program.kgroup)
