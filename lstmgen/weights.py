@@ -31,7 +31,16 @@ panel of q rows starting at row n0 is stored (K, q) at offset n0 * K of a flat a
     w[n0 * K + k * q + r] = W[n0 + r, k]      (r < q)
 
 so a panel's dot products load each input x[k] once for its q rows and read their weights in
-order. Nothing is padded: each array holds N * K floats. bias and w_ph keep torch's order.
+order. Nothing is padded (but see kgroup below): each array holds N * K floats. bias and w_ph keep
+torch's order.
+
+int8 on integer dot products (kernels.py: VNNI, PMADD, IDOT; ScheduledProgram.kgroup = g, 4 or 2)
+groups g consecutive k of each output side by side, the bytes one lane of the dot-product
+instruction multiplies, K padded with zero weights to a multiple of g (`_kgroups`):
+
+    gate-blocked   w (NB, ceil(K / g), 4U, g)   w[b, i, n, j] = W[b's column n, g i + j]
+    row panels     each panel (ceil(K / g), q, g) at offset n0 * g ceil(K / g)
+    w_hr           (ceil(H / g), P, g)
 
 Low-precision weights (`weights_dtype`, kernels.WEIGHT_DTYPES): w_ih, w_hh and w_hr are stored
 as float16 (np.float16 bits, viewed as uint16), bfloat16 (the top 16 bits of each float32, rounded
