@@ -119,6 +119,9 @@ PANEL_ROWS = 4  # rows of the input per host panel tile
 VNNI_Q = 32639  # |xs| <= VNNI_Q keeps hi = (xs - lo) / 256 within [-127, 127]
 VNNI_ROWS = 2  # rows per tile of the projection and multi-row step: 8 accumulators (4 gates x hi, lo) each (3 rows spill: 1.7x slower)
 VNNI_BLOCKS = 2  # gate blocks per tile of the one-row step (16 accumulators, 4 weights, 2 inputs)
+# Inputs up to VNNI_KMAX elements: the int32 sums stay far from overflow (255 * 128 * K) and each
+# row's quantised copy on the stack small (2 K bytes); longer inputs keep the widening kernels.
+VNNI_KMAX = 4096
 # IDOT (plan.idot = 1: int8 weights in the portable named-sum kernels of static builds, for
 # microcontrollers): each input row is quantised to 16 bits, x ~ inv * xs, xs = round(x / inv) with
 # inv = max|x| / IDOT_Q, and every dot product is an exact int32 sum of int8 x int16 terms over
@@ -322,9 +325,9 @@ def pmadd_default(plan: KernelPlan, spec: LSTMSpec, weights_dtype: str) -> bool:
     return weights_dtype == "int8" and plan.isa == "avx2" and plan.vw == 8 and max_input(spec) <= IDOT_KMAX
 
 
-def vnni_default(plan: KernelPlan, weights_dtype: str) -> bool:
+def vnni_default(plan: KernelPlan, spec: LSTMSpec, weights_dtype: str) -> bool:
     """Do int8 weights run on VNNI by default? (AVX-512 at vw = 16, on a host that has it)"""
-    return weights_dtype == "int8" and plan.isa == "avx512" and plan.vw == 16 and host_vnni()
+    return weights_dtype == "int8" and plan.isa == "avx512" and plan.vw == 16 and host_vnni() and max_input(spec) <= VNNI_KMAX
 
 
 def idot_default(plan: KernelPlan, spec: LSTMSpec, weights_dtype: str) -> bool:

@@ -108,7 +108,7 @@ def make_plan(spec: LSTMSpec, schedule: Schedule, overrides: Mapping[str, Any] |
     static = schedule.max_batch is not None  # a static-memory (embedded) build: portable kernels for a microcontroller
     plan = kernels.plan(spec, schedule.target, schedule.math, static=static)
     if not overrides:
-        if kernels.vnni_default(plan, schedule.weights):
+        if kernels.vnni_default(plan, spec, schedule.weights):
             return kernels.with_vnni(plan, spec.hidden_size // plan.vw)
         if kernels.idot_default(plan, spec, schedule.weights):
             return dataclasses.replace(plan, idot=1)
@@ -134,12 +134,13 @@ def make_plan(spec: LSTMSpec, schedule: Schedule, overrides: Mapping[str, Any] |
         base = kernels.plan_for_width(spec, schedule.target, schedule.math, vw, static=static)
     else:
         base = plan
-    vnni = overrides.get("vnni", int(kernels.vnni_default(base, schedule.weights)))
+    vnni = overrides.get("vnni", int(kernels.vnni_default(base, spec, schedule.weights)))
     if vnni not in (0, 1):
         raise ValueError(f"plan: vnni must be 0 or 1, got {vnni!r}")
-    if vnni and not (schedule.weights == "int8" and base.isa == "avx512" and base.vw == 16):
-        raise ValueError(f"plan: vnni=1 needs weights_dtype='int8' on target avx512 at vw=16 "
-                         f"(got {schedule.weights}, {base.isa}, vw={base.vw})")
+    if vnni and not (schedule.weights == "int8" and base.isa == "avx512" and base.vw == 16
+                     and kernels.max_input(spec) <= kernels.VNNI_KMAX):
+        raise ValueError(f"plan: vnni=1 needs weights_dtype='int8' on target avx512 at vw=16 and inputs of at most "
+                         f"{kernels.VNNI_KMAX} (got {schedule.weights}, {base.isa}, vw={base.vw}, {kernels.max_input(spec)})")
     if vnni:
         base = kernels.with_vnni(base, H // base.vw)
     pmadd = overrides.get("pmadd", int(kernels.pmadd_default(base, spec, schedule.weights)))
