@@ -41,6 +41,7 @@ class Footprint:
     ws_floats: int  # workspace_floats(window, max_batch)
     weight_floats: int  # floats in <p>_weights.c (kernel layout, biases folded)
     matrix_padding: int = 0  # zero weights the kgroup layout adds (int8 integer kernels: K to a multiple of g)
+    input_q: int = 0  # int8 integer kernels: each product's input row rounded to max|x| / input_q steps
 
     @property
     def parameters(self) -> int:
@@ -82,7 +83,10 @@ class Footprint:
         if dtype == "float32":
             return ""
         note = f"; the {self.matrix_elements} matrix weights as {dtype}, {WEIGHT_BYTES[dtype]} byte(s) each"
-        return note + (f", {scale_floats(self.spec)} float32 row scales" if dtype == "int8" else "")
+        note += f", {scale_floats(self.spec)} float32 row scales" if dtype == "int8" else ""
+        if self.input_q:
+            note += f"; exact int32 dot products with each input row rounded to max|x| / {self.input_q}"
+        return note
 
     def lines(self, code: str) -> list[str]:
         """The footprint as aligned text lines (header comment, README, report)."""
@@ -157,6 +161,7 @@ def footprint(program: ScheduledProgram) -> Footprint:
         ws_floats=program.workspace_floats(window, B),
         weight_floats=weight_floats(spec),
         matrix_padding=kgroup_padding(spec, program.kgroup) if program.kgroup else 0,
+        input_q=program.plan.input_q,
     )
 
 
