@@ -320,14 +320,23 @@ def with_pmadd(plan: KernelPlan, nb: int) -> KernelPlan:
     return replace(plan, pmadd=1, ks=1, mr=2, mrs=2, tiles1=tiles1, nb1=-(-nb // tiles1))
 
 
+# The x86 integer kernels are the int8 default from two gate blocks on: with one (H = vw) the step
+# is a latency chain that quantising h lengthens (T = 2048 one-row forward, Zen 4, int8 / float32
+# time: AVX-512 H = 16 VNNI 1.19x, widening 1.05x; H = 32 0.94x against 1.32x; H = 64 0.59x against
+# 1.09x. AVX2 H = 8 pmaddwd 1.48x, widening 1.03x; H = 16 1.30x against 1.31x; H = 32 1.30x, 1.69x).
+MIN_INTEGER_BLOCKS = 2
+
+
 def pmadd_default(plan: KernelPlan, spec: LSTMSpec, weights_dtype: str) -> bool:
     """Do int8 weights run on pmaddwd by default? (AVX2 at vw = 8, inputs up to IDOT_KMAX)"""
-    return weights_dtype == "int8" and plan.isa == "avx2" and plan.vw == 8 and max_input(spec) <= IDOT_KMAX
+    return (weights_dtype == "int8" and plan.isa == "avx2" and plan.vw == 8 and max_input(spec) <= IDOT_KMAX
+            and spec.hidden_size // plan.vw >= MIN_INTEGER_BLOCKS)
 
 
 def vnni_default(plan: KernelPlan, spec: LSTMSpec, weights_dtype: str) -> bool:
     """Do int8 weights run on VNNI by default? (AVX-512 at vw = 16, on a host that has it)"""
-    return weights_dtype == "int8" and plan.isa == "avx512" and plan.vw == 16 and host_vnni() and max_input(spec) <= VNNI_KMAX
+    return (weights_dtype == "int8" and plan.isa == "avx512" and plan.vw == 16 and host_vnni() and max_input(spec) <= VNNI_KMAX
+            and spec.hidden_size // plan.vw >= MIN_INTEGER_BLOCKS)
 
 
 def idot_default(plan: KernelPlan, spec: LSTMSpec, weights_dtype: str) -> bool:

@@ -231,7 +231,7 @@ def test_x86_integer_kernels_are_the_int8_default_and_round_inputs_to_16_bits(ta
 
 @pytest.mark.parametrize("target, knob, instruction", INTEGER_X86)
 def test_x86_integer_kernels_rows_with_nan_inf_or_only_tiny_inputs(target, knob, instruction):
-    spec = lstmgen.LSTMSpec(input_size=16, hidden_size=16)
+    spec = lstmgen.LSTMSpec(input_size=16, hidden_size=32)
     w = random_weights(spec, seed=2)
     m = lstmgen.compile(spec, w, weights_dtype="int8", target=target)
     assert getattr(m.program.plan, knob)
