@@ -439,6 +439,24 @@ def _loadw(isa: str, vw: int, dtype: str) -> str:
     return f"return {pre}_castsi{bits}_ps({pre}_slli_epi32({pre}_cvtepu16_epi32({raw}), 16))"  # bfloat16: the top half
 
 
+def _pair_ops(isa: str, vw: int) -> tuple[str, list[tuple[str, str, str, str]]]:
+    """A paired bfloat16 row (weights._paired: 2 vw weights, a 32-bit lane holding one of each gate
+    vector): its integer vector type, and the ops loadwp (one load of the pair's bits), widene and
+    wideno (the even and odd gate vector as floats: a shift, a mask). One load for both: loading in
+    each op lets the compiler fold both loads, reading every weight twice."""
+    V = "{p}_vf"
+    if isa == "neon":
+        return "uint32x4_t", [("loadwp", "{p}_vi", "const uint16_t *a", "return vreinterpretq_u32_u16(vld1q_u16(a))"),
+                              ("widene", V, "{p}_vi r", "return vreinterpretq_f32_u32(vshlq_n_u32(r, 16))"),
+                              ("wideno", V, "{p}_vi r", "return vreinterpretq_f32_u32(vandq_u32(r, vdupq_n_u32(0xffff0000u)))")]
+    pre = _X86[vw][1]
+    bits = {16: "512", 8: "256", 4: "128"}[vw]
+    load = f"{pre}_loadu_si{bits}((const void *)a)" if vw == 16 else f"{pre}_loadu_si{bits}((const __m{bits}i *)(const void *)a)"
+    return f"__m{bits}i", [("loadwp", "{p}_vi", "const uint16_t *a", "return " + load),
+                           ("widene", V, "{p}_vi r", f"return {pre}_castsi{bits}_ps({pre}_slli_epi32(r, 16))"),
+                           ("wideno", V, "{p}_vi r", f"return {pre}_castsi{bits}_ps({pre}_and_si{bits}(r, {pre}_set1_epi32((int)0xffff0000u)))")]
+
+
 def _vector_ops(isa: str, vw: int, dtype: str = "float32") -> tuple[str, str, list[tuple[str, str, str, str]]]:
     """(header, vector type, [(name, return type, parameters, body)]) for the inline vector ops."""
     V = "{p}_vf"
@@ -474,6 +492,7 @@ def _vector_ops(isa: str, vw: int, dtype: str = "float32") -> tuple[str, str, li
         ("load", V, "const float *a", "return " + spell["load"]),
         # weights, widened from the schedule's dtype (float32: the plain load)
         ("loadw", V, f"const {WEIGHT_CTYPES[dtype]} *a", "return " + spell["load"] if dtype == "float32" else _loadw(isa, vw, dtype)),
+    ] + (_pair_ops(isa, vw)[1] if dtype == "bfloat16" else []) + [
         ("store", "void", f"float *a, {V} v", spell["store"]),
         ("set1", V, "float x", "return " + spell["set1"]),
         ("fma", V, f"{V} a, {V} b, {V} c", "return " + spell["fma"]),
@@ -507,7 +526,7 @@ def _pairwise(ks: int) -> list[tuple[str, str, str]]:
 
 
 def _tile(kind: str, name: str, rows: int, nb: int, bw: int, ks: int, P: str, epilogue: str = "store",
-          wt: str = "float", int8: bool = False) -> dict:
+          wt: str = "float", int8: bool = False, bf16: bool = False) -> dict:
     """One register tile for kernels.j2's `tile`: rows x nb blocks x bw vectors of accumulators,
     ks partial sums, how its rows read inputs and start, and its epilogue: store (to t.dst),
     vcell (the vector cell on registers) or cell (the scalar cell through a buffer)."""
@@ -529,8 +548,10 @@ def _tile(kind: str, name: str, rows: int, nb: int, bw: int, ks: int, P: str, ep
     }[kind]
     # int8 weights: each output's sum is scaled once, at the end (fma with the value added there)
     scale = {"project": "scale", "step": "cw->s_hh + (int64_t)j0 * 4", "matvec": "s"}[kind] if int8 else None
+    # bfloat16 W_ih / W_hh rows hold their gate vectors in interleaved pairs (weights._paired)
+    paired = bf16 and kind != "matvec"
     return dict(spell, kind=kind, name=name, rows=rows, nb=nb, bw=bw, ks=ks, acc=_partials(ks), red=_pairwise(ks),
-                epilogue=epilogue, wt=wt, scale=scale)
+                epilogue=epilogue, wt=wt, scale=scale, paired=paired)
 
 
 def _exp_args(c: float, lo: float | None, hi: float, vector: bool) -> dict:
@@ -585,7 +606,7 @@ def kernel_context(program: ScheduledProgram, p: str) -> dict:
     nb = program.spec.hidden_size // plan.vw if plan.vw else 0  # gate blocks
     approx = plan.math == "approx"
     wdtype = program.schedule.weights
-    wt, int8 = WEIGHT_CTYPES[wdtype], wdtype == "int8"
+    wt, int8, bf16 = WEIGHT_CTYPES[wdtype], wdtype == "int8", wdtype == "bfloat16"
     if wdtype == "float16" and plan.isa in _GUARDS and plan.isa != "neon":
         guard_f16 = " && defined(__F16C__)"
     else:
@@ -631,9 +652,9 @@ def kernel_context(program: ScheduledProgram, p: str) -> dict:
         shapes = sorted({(1, base + 1 if extra else base), (1, base)} | {(m, 1) for m in range(1, plan.mrs + 1)}, reverse=True)
         ctx.update(
             one_row=dict(tiles=plan.tiles1, base=base, extra=extra),
-            stiles=[_tile("step", f"{p}_stile{m}x{n}", m, n, 4, plan.ks, P, "vcell" if plan.vector_cell else "cell", wt, int8)
-                    for m, n in shapes],
-            ptiles=[_tile("project", f"{p}_ptile{m}", m, 1, 4, 1, P, wt=wt, int8=int8) for m in range(plan.mr, 0, -1)],
+            stiles=[_tile("step", f"{p}_stile{m}x{n}", m, n, 4, plan.ks, P, "vcell" if plan.vector_cell else "cell", wt, int8,
+                          bf16) for m, n in shapes],
+            ptiles=[_tile("project", f"{p}_ptile{m}", m, 1, 4, 1, P, wt=wt, int8=int8, bf16=bf16) for m in range(plan.mr, 0, -1)],
             mtiles=[_tile("matvec", f"{p}_mtile{n}", 1, 1, n, 1, P, wt=wt, int8=int8) for n in (8, 1)],
         )
         for t in ctx["stiles"] + ctx["ptiles"] + ctx["mtiles"]:
@@ -652,9 +673,11 @@ def kernel_context(program: ScheduledProgram, p: str) -> dict:
         cell_ops = {"mul", "add", "min", "max", "sub", "exp2bits", "abs", "div", "blendlt", "copysign"}
         # add: the tiles add their initial values (bias, input-part gates) after the sum
         used = {"load", "loadw", "store", "set1", "fma", "add"} | ({"mul"} if int8 else set()) | (cell_ops if plan.vector_cell else set())
+        if bf16:  # paired loads in the step and projection tiles; the plain one only for W_hr's matvec
+            used = used - ({"loadw"} if not program.spec.proj_size else set()) | {"loadwp", "widene", "wideno"}
         if plan.vnni or plan.pmadd:  # the integer tiles spell their own ops; the float ones serve the cell
             used = {"store"} | ({"load", "set1", "fma", "add"} | cell_ops if plan.vector_cell else set())
-        ctx.update(header=header, vtype=vtype, guard=guard, flags_hint=hint,
+        ctx.update(header=header, vtype=vtype, guard=guard, flags_hint=hint, vitype=_pair_ops(plan.isa, plan.vw)[0] if bf16 else None,
                    ops=[(n, r.format(p=p), a.format(p=p), b) for n, r, a, b in ops if n in used])
     return ctx
 

@@ -34,6 +34,11 @@ so a panel's dot products load each input x[k] once for its q rows and read thei
 order. Nothing is padded (but see kgroup below): each array holds N * K floats. bias and w_ph keep
 torch's order.
 
+bfloat16 in the gate-blocked layout interleaves each row's gate vectors in pairs (`_paired`): the 4U
+values of a row are stored u0[0], u1[0], u0[1], u1[1], ... for the pairs of gate vectors (i, f) and
+(g, o), so one 32-bit lane holds a weight of each and the kernels widen two vectors from one load
+with one shift and one mask.
+
 int8 on integer dot products (kernels.py: VNNI, PMADD, IDOT; ScheduledProgram.kgroup = g, 4 or 2)
 groups g consecutive k of each output side by side, the bytes one lane of the dot-product
 instruction multiplies, K padded with zero weights to a multiple of g (`_kgroups`):
@@ -322,6 +327,14 @@ def _blocked(gates_first: np.ndarray, unit_block: int) -> np.ndarray:
     return aligned_copy(gates_first.reshape(4, H // U, U, K).transpose(1, 3, 0, 2).reshape(H // U, K, 4 * U))
 
 
+def _paired(blocked: np.ndarray) -> np.ndarray:
+    """(NB, K, 4U) gate-blocked bfloat16 bits -> the same with gate vectors 0, 1 and 2, 3 of each
+    row interleaved (u0[0], u1[0], u0[1], u1[1], ...): one 32-bit lane of a load holds a weight of
+    each, so the kernels widen two vectors with one shift and one mask (the top half is a float32)."""
+    NB, K, G4 = blocked.shape
+    return aligned_copy(blocked.reshape(NB, K, 2, 2, G4 // 4).swapaxes(-1, -2).reshape(NB, K, G4))
+
+
 def _kgroups(kn: np.ndarray, g: int) -> np.ndarray:
     """(..., K, N) -> (..., ceil(K / g), N, g): each output's weights for k = g i .. g i + g - 1 side
     by side (the bytes one lane of an integer dot product multiplies: VNNI and SMLAD 4, pmaddwd 2),
@@ -398,6 +411,8 @@ def pack(spec: LSTMSpec, weights: Mapping[str, Any], *, allow_nonfinite: bool = 
                 bias = _blocked(bias, unit_block) if bias is not None else None
                 s_ih, s_hh = (None, None) if s_ih is None else (_blocked(s_ih, unit_block), _blocked(s_hh, unit_block))
                 w_hr = aligned_copy(t("weight_hr_")) if spec.proj_size else None
+                if weights_dtype == "bfloat16":
+                    w_ih, w_hh = _paired(w_ih), _paired(w_hh)
                 if kgroup:
                     w_ih, w_hh = _kgroups(w_ih, kgroup), _kgroups(w_hh, kgroup)
                     w_hr = _kgroups(w_hr, kgroup) if w_hr is not None else None
