@@ -630,7 +630,6 @@ def kernel_context(program: ScheduledProgram, p: str) -> dict:
         mrs=plan.mrs,
         kc=plan.kc,
         panel=plan.panel,
-        vnni=bool(plan.vnni),
         iq="vnni" if plan.vnni else "pmadd" if plan.pmadd else "",  # the x86 integer kernels of int8
         idot=bool(plan.idot),
         step_k=f"{P}_OUTPUT_SIZE",
