@@ -386,18 +386,23 @@ class ScheduledProgram:
 
     def describe_plan(self) -> str:
         p = self.plan
+        integer = ""
+        if p.input_q:  # int8 on integer dot products (kernels.py: VNNI, PMADD, IDOT)
+            how = "vpdpbusd (AVX-512 VNNI)" if p.vnni else "vpmaddwd (AVX2)" if p.pmadd else "SMLAD where the Arm DSP extension is, else plain C"
+            integer = (f"\n  int8: exact int32 dot products on {how}, each input row rounded to max|x| / {p.input_q}, "
+                       f"weights in groups of {self.kgroup} k")
         if not p.vector:
             why = "portable C" if p.isa == "portable" else f"no vector width divides H = {self.spec.hidden_size}"
             held = ("named floats (registers of a scalar FPU)" if p.panel <= kernels.MAX_NAMED_PANEL else
                     f"an array vectorized across the rows, {kernels.PANEL_ROWS} input rows sharing each weight load")
             return (f"kernels: {p.isa} scalar ({why}), math={p.math}\n"
-                    f"  row-blocked dot products: weights in panels of {p.panel} rows, each (K, rows); the sums {held}")
+                    f"  row-blocked dot products: weights in panels of {p.panel} rows, each (K, rows); the sums {held}" + integer)
         nb = self.spec.hidden_size // p.vw
         return (f"kernels: {p.isa} vw={p.vw} (gate blocks NB={nb}, weights packed {p.vw} units per block), math={p.math}, "
                 f"{'vector' if p.vector_cell else 'scalar'} cell\n"
-                f"  projection tile {p.mr} rows x 4 gate vectors, K chunk {p.kc}\n"
+                f"  projection tile {p.mr} rows x 4 gate vectors{'' if p.input_q else f', K chunk {p.kc}'}\n"
                 f"  recurrence tile {p.mrs} rows x 4 gate vectors x {p.ks} partial sum(s); "
-                f"one-row step in {p.tiles1} tile(s) of up to {p.nb1} gate blocks")
+                f"one-row step in {p.tiles1} tile(s) of up to {p.nb1} gate blocks" + integer)
 
     def __str__(self) -> str:
         sched = self.schedule
