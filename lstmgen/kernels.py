@@ -307,19 +307,9 @@ def plan_for_width(spec: LSTMSpec, isa: str, math: str, vw: int, *, static: bool
                       mrs=max(1, mr // ks))
 
 
-def with_vnni(plan: KernelPlan, nb: int) -> KernelPlan:
-    """The plan's VNNI form (see VNNI above): integer sums need no partial sums (ks = 1) and no K
-    chunks; tiles sized for 8 accumulators per row and gate block."""
-    tiles1 = -(-nb // VNNI_BLOCKS)
-    return replace(plan, vnni=1, ks=1, mr=VNNI_ROWS, mrs=VNNI_ROWS, tiles1=tiles1, nb1=-(-nb // tiles1))
-
-
-def with_pmadd(plan: KernelPlan, nb: int) -> KernelPlan:
-    """The plan's PMADD form: exact integer sums (ks = 1), 2-row and 2-block tiles."""
-    tiles1 = -(-nb // 2)
-    return replace(plan, pmadd=1, ks=1, mr=2, mrs=2, tiles1=tiles1, nb1=-(-nb // tiles1))
-
-
+# The x86 integer kernels of int8 by plan knob: (isa, vw, longest input, rows per tile, gate blocks
+# per one-row tile).
+X86_INTEGER = {"vnni": ("avx512", 16, VNNI_KMAX, VNNI_ROWS, VNNI_BLOCKS), "pmadd": ("avx2", 8, IDOT_KMAX, 2, 2)}
 # The x86 integer kernels are the int8 default from two gate blocks on: with one (H = vw) the step
 # is a latency chain that quantising h lengthens (T = 2048 one-row forward, Zen 4, int8 / float32
 # time: AVX-512 H = 16 VNNI 1.19x, widening 1.05x; H = 32 0.94x against 1.32x; H = 64 0.59x against
@@ -327,16 +317,26 @@ def with_pmadd(plan: KernelPlan, nb: int) -> KernelPlan:
 MIN_INTEGER_BLOCKS = 2
 
 
-def pmadd_default(plan: KernelPlan, spec: LSTMSpec, weights_dtype: str) -> bool:
-    """Do int8 weights run on pmaddwd by default? (AVX2 at vw = 8, inputs up to IDOT_KMAX)"""
-    return (weights_dtype == "int8" and plan.isa == "avx2" and plan.vw == 8 and max_input(spec) <= IDOT_KMAX
-            and spec.hidden_size // plan.vw >= MIN_INTEGER_BLOCKS)
+def integer_fits(knob: str, plan: KernelPlan, spec: LSTMSpec, weights_dtype: str) -> bool:
+    """Can int8 run on the x86 integer kernels `knob` (vnni | pmadd) of this plan? (its ISA and
+    width, inputs short enough for exact int32 sums and a small quantised copy)"""
+    isa, vw, kmax, _, _ = X86_INTEGER[knob]
+    return weights_dtype == "int8" and plan.isa == isa and plan.vw == vw and max_input(spec) <= kmax
 
 
-def vnni_default(plan: KernelPlan, spec: LSTMSpec, weights_dtype: str) -> bool:
-    """Do int8 weights run on VNNI by default? (AVX-512 at vw = 16, on a host that has it)"""
-    return (weights_dtype == "int8" and plan.isa == "avx512" and plan.vw == 16 and host_vnni() and max_input(spec) <= VNNI_KMAX
-            and spec.hidden_size // plan.vw >= MIN_INTEGER_BLOCKS)
+def integer_default(knob: str, plan: KernelPlan, spec: LSTMSpec, weights_dtype: str) -> bool:
+    """Do int8 weights run on `knob` by default? (it fits, the model has MIN_INTEGER_BLOCKS gate
+    blocks, and for VNNI the host has it)"""
+    return (integer_fits(knob, plan, spec, weights_dtype) and spec.hidden_size // plan.vw >= MIN_INTEGER_BLOCKS
+            and (knob != "vnni" or host_vnni()))
+
+
+def with_integer(knob: str, plan: KernelPlan, nb: int) -> KernelPlan:
+    """The plan's form for the integer kernels `knob` (see VNNI, PMADD above): exact sums need no
+    partial sums (ks = 1) and no K chunks; tiles sized for their int32 accumulators."""
+    _, _, _, rows, blocks = X86_INTEGER[knob]
+    tiles1 = -(-nb // blocks)
+    return replace(plan, **{knob: 1}, ks=1, mr=rows, mrs=rows, tiles1=tiles1, nb1=-(-nb // tiles1))
 
 
 def idot_default(plan: KernelPlan, spec: LSTMSpec, weights_dtype: str) -> bool:

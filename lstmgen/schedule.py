@@ -108,12 +108,11 @@ def make_plan(spec: LSTMSpec, schedule: Schedule, overrides: Mapping[str, Any] |
     static = schedule.max_batch is not None  # a static-memory (embedded) build: portable kernels for a microcontroller
     plan = kernels.plan(spec, schedule.target, schedule.math, static=static)
     if not overrides:
-        if kernels.vnni_default(plan, spec, schedule.weights):
-            return kernels.with_vnni(plan, spec.hidden_size // plan.vw)
+        for knob in kernels.X86_INTEGER:
+            if kernels.integer_default(knob, plan, spec, schedule.weights):
+                return kernels.with_integer(knob, plan, spec.hidden_size // plan.vw)
         if kernels.idot_default(plan, spec, schedule.weights):
             return dataclasses.replace(plan, idot=1)
-        if kernels.pmadd_default(plan, spec, schedule.weights):
-            return kernels.with_pmadd(plan, spec.hidden_size // plan.vw)
         return plan
     if not isinstance(overrides, Mapping):
         raise TypeError(f"plan must be a dict of kernel-plan fields, got {type(overrides).__name__}")
@@ -134,24 +133,16 @@ def make_plan(spec: LSTMSpec, schedule: Schedule, overrides: Mapping[str, Any] |
         base = kernels.plan_for_width(spec, schedule.target, schedule.math, vw, static=static)
     else:
         base = plan
-    vnni = overrides.get("vnni", int(kernels.vnni_default(base, spec, schedule.weights)))
-    if vnni not in (0, 1):
-        raise ValueError(f"plan: vnni must be 0 or 1, got {vnni!r}")
-    if vnni and not (schedule.weights == "int8" and base.isa == "avx512" and base.vw == 16
-                     and kernels.max_input(spec) <= kernels.VNNI_KMAX):
-        raise ValueError(f"plan: vnni=1 needs weights_dtype='int8' on target avx512 at vw=16 and inputs of at most "
-                         f"{kernels.VNNI_KMAX} (got {schedule.weights}, {base.isa}, vw={base.vw}, {kernels.max_input(spec)})")
-    if vnni:
-        base = kernels.with_vnni(base, H // base.vw)
-    pmadd = overrides.get("pmadd", int(kernels.pmadd_default(base, spec, schedule.weights)))
-    if pmadd not in (0, 1):
-        raise ValueError(f"plan: pmadd must be 0 or 1, got {pmadd!r}")
-    if pmadd and not (schedule.weights == "int8" and base.isa == "avx2" and base.vw == 8
-                      and kernels.max_input(spec) <= kernels.IDOT_KMAX):
-        raise ValueError(f"plan: pmadd=1 needs weights_dtype='int8' on target avx2 at vw=8 and inputs of at most "
-                         f"{kernels.IDOT_KMAX} (got {schedule.weights}, {base.isa}, vw={base.vw}, {kernels.max_input(spec)})")
-    if pmadd:
-        base = kernels.with_pmadd(base, H // base.vw)
+    integer = ""  # the x86 integer kernels this plan runs int8 on, if any
+    for knob, (isa, vw_needed, kmax, _, _) in kernels.X86_INTEGER.items():
+        on = overrides.get(knob, int(kernels.integer_default(knob, base, spec, schedule.weights)))
+        if on not in (0, 1):
+            raise ValueError(f"plan: {knob} must be 0 or 1, got {on!r}")
+        if on and not kernels.integer_fits(knob, base, spec, schedule.weights):
+            raise ValueError(f"plan: {knob}=1 needs weights_dtype='int8' on target {isa} at vw={vw_needed} and inputs of at "
+                             f"most {kmax} (got {schedule.weights}, {base.isa}, vw={base.vw}, {kernels.max_input(spec)})")
+        if on:
+            base, integer = kernels.with_integer(knob, base, H // base.vw), knob
     if not base.vw:
         extra = sorted(set(overrides) - {"vw", "panel", "vnni", "idot", "pmadd"})
         if extra:
@@ -175,8 +166,8 @@ def make_plan(spec: LSTMSpec, schedule: Schedule, overrides: Mapping[str, Any] |
     ks = overrides.get("ks", base.ks)
     if not 1 <= ks <= MAX_PARTIAL_SUMS:
         raise ValueError(f"plan: ks must be in 1..{MAX_PARTIAL_SUMS}, got {ks}")
-    if (vnni or pmadd) and ks != 1:
-        raise ValueError(f"plan: ks={ks} with {'vnni' if vnni else 'pmadd'}=1: the integer sums are exact, ks must be 1")
+    if integer and ks != 1:
+        raise ValueError(f"plan: ks={ks} with {integer}=1: the integer sums are exact, ks must be 1")
     mr = overrides.get("mr", base.mr)
     if not 1 <= mr <= MAX_TILE:
         raise ValueError(f"plan: mr must be in 1..{MAX_TILE}, got {mr}")
