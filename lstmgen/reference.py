@@ -143,9 +143,9 @@ def _check_lengths(lengths: object, B: int, T: int) -> np.ndarray:
 
 
 def quantize_rows(x: np.ndarray, q: int) -> np.ndarray:
-    """Each row of x (..., K) rounded to a multiple of max|row| / q, as the VNNI kernels round a
-    product's inputs (kernels.py, VNNI; q = kernels.VNNI_Q): a row with a NaN or an infinity
-    becomes NaN, one whose max|x| is below 1e-30 becomes zeros."""
+    """Each row of x (..., K) rounded to a multiple of max|row| / q, as int8's integer kernels round
+    a product's inputs (kernels.py: VNNI, PMADD, IDOT; q = kernels.KernelPlan.input_q): a row with a
+    NaN or an infinity becomes NaN, one whose max|x| is below 1e-30 becomes zeros."""
     m = np.max(np.abs(x), axis=-1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         step = m / q
@@ -225,10 +225,10 @@ def lstm_forward(spec: LSTMSpec, weights: Mapping[str, object], x, hx=None, leng
     lengths: optional ints (B,), 1 <= lengths[b] <= T: PyTorch packed-sequence semantics
         (outputs 0 for t >= lengths[b]; h_n/c_n taken at each sequence's last valid step).
     Returns out (T, B, D*R) (or (B, T, D*R) batch_first, (T, D*R) unbatched) and
-    (h_n (L*D, B, R), c_n (L*D, B, H)), indexed layer*D + direction; all float64.
-    input_q: 0, or q > 0 to round the input rows of every W_ih, W_hh and W_hr product as the
-        VNNI kernels do (quantize_rows; kernels.VNNI_Q), for checking those kernels tightly. With a head,
+    (h_n (L*D, B, R), c_n (L*D, B, H)), indexed layer*D + direction; all float64. With a head,
     out is the head's output (..., spec.head_output_size) instead (h_n, c_n unchanged).
+    input_q: 0, or q > 0 to round the input rows of every W_ih, W_hh and W_hr product as int8's
+        integer kernels do (quantize_rows; kernels.KernelPlan.input_q), for checking them tightly.
     """
     if not isinstance(spec, LSTMSpec):
         raise TypeError(f"spec must be an LSTMSpec, got {type(spec).__name__}")
