@@ -657,7 +657,7 @@ def kernel_context(program: ScheduledProgram, p: str) -> dict:
             mtiles=[_tile("matvec", f"{p}_mtile{n}", 1, 1, n, 1, P, wt=wt, int8=int8) for n in (8, 1)],
         )
         for t in ctx["stiles"] + ctx["ptiles"] + ctx["mtiles"]:
-            t["iq"] = ctx["iq"]
+            t["iq"], t["iqw"] = ctx["iq"], plan.vw
         if plan.vnni or plan.pmadd:
             spec = program.spec
             kb, g = 16 * -(-kernels.max_input(spec) // 16), program.kgroup
@@ -668,6 +668,9 @@ def kernel_context(program: ScheduledProgram, p: str) -> dict:
         if plan.vnni:
             guard = guard + " && defined(__AVX512VNNI__)"
             hint = "-mavx512f -mavx512vl -mavx512vnni -mfma (or -march=native on a CPU with AVX512_VNNI; plan={'vnni': 0} for one without)"
+        elif plan.pmadd and plan.isa == "avx512":
+            guard = guard + " && defined(__AVX512BW__)"
+            hint = "-mavx512f -mavx512vl -mavx512bw -mfma (or -march=native)"
         guard, hint = guard + guard_f16, hint.replace("-mfma", "-mfma -mf16c") if guard_f16 else hint
         cell_ops = {"mul", "add", "min", "max", "sub", "exp2bits", "abs", "div", "blendlt", "copysign"}
         # add: the tiles add their initial values (bias, input-part gates) after the sum

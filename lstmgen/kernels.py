@@ -134,12 +134,13 @@ VNNI_KMAX = 4096
 # < 2^31), past which the float kernels run.
 IDOT_Q = 32767
 IDOT_KMAX = 512
-# PMADD (plan.pmadd = 1: AVX2 at vw = 8 with int8 weights, for x86 hosts without VNNI): the input
-# rows rounded to 16 bits as for IDOT (IDOT_Q), the weights stored in pairs of k ((NB, ceil(K / 2),
-# 4U, 2)), sign-extended to 16 bits as they load and multiplied with vpmaddwd: 16 multiply-adds in
-# exact int32 per load + vpmaddwd + vpaddd, a quarter of float32's bytes (a one-row step over
-# H = 256: 0.37-0.40x float32's time on Zen 4 in AVX2 code, against 0.78x for the widening int8).
-# Exact int32 sums need K <= IDOT_KMAX; tiles of 2 rows and 2 gate blocks (8 accumulators).
+# PMADD (plan.pmadd = 1: int8 weights for x86 hosts without VNNI, AVX2 at vw = 8 or AVX-512 at
+# vw = 16 with AVX512BW): the input rows rounded to 16 bits as for IDOT (IDOT_Q), the weights stored
+# in pairs of k ((NB, ceil(K / 2), 4U, 2)), sign-extended to 16 bits as they load and multiplied with
+# vpmaddwd: 2 vw multiply-adds in exact int32 per load + vpmaddwd + vpaddd, a quarter of float32's
+# bytes (a one-row step over H = 256: 0.37-0.40x float32's time on Zen 4 in AVX2 code, against 0.78x
+# for the widening int8). Exact int32 sums need K <= IDOT_KMAX; tiles of 2 rows and 2 gate blocks
+# (8 accumulators). On AVX-512 it is the int8 default where the host lacks VNNI (Skylake-SP/X).
 # Architectural vector registers: decides how many rows one register tile holds.
 _REGISTERS = {"avx2": 16, "avx512": 32, "neon": 32}
 
@@ -159,7 +160,7 @@ class KernelPlan:
     panel: int = 0  # portable kernels: weight rows per panel (weights.py; 0 with vw > 0)
     vnni: int = 0  # 1: int8 weights times 16-bit activations on AVX-512 VNNI dot products (see VNNI below)
     idot: int = 0  # 1: int8 weights times 16-bit activations in the portable named-sum kernels (see IDOT below)
-    pmadd: int = 0  # 1: int8 weights times 16-bit activations on AVX2 pmaddwd (see PMADD below)
+    pmadd: int = 0  # 1: int8 weights times 16-bit activations on pmaddwd, AVX2 or AVX-512 BW (see PMADD below)
 
     @property
     def input_q(self) -> int:
@@ -307,9 +308,10 @@ def plan_for_width(spec: LSTMSpec, isa: str, math: str, vw: int, *, static: bool
                       mrs=max(1, mr // ks))
 
 
-# The x86 integer kernels of int8 by plan knob: (isa, vw, longest input, rows per tile, gate blocks
-# per one-row tile).
-X86_INTEGER = {"vnni": ("avx512", 16, VNNI_KMAX, VNNI_ROWS, VNNI_BLOCKS), "pmadd": ("avx2", 8, IDOT_KMAX, 2, 2)}
+# The x86 integer kernels of int8 by plan knob: its forms (isa, vw, longest input, rows per tile,
+# gate blocks per one-row tile), one per ISA it runs on.
+X86_INTEGER = {"vnni": (("avx512", 16, VNNI_KMAX, VNNI_ROWS, VNNI_BLOCKS),),
+               "pmadd": (("avx2", 8, IDOT_KMAX, 2, 2), ("avx512", 16, IDOT_KMAX, 2, 2))}
 # The x86 integer kernels are the int8 default from two gate blocks on: with one (H = vw) the step
 # is a latency chain that quantising h lengthens (T = 2048 one-row forward, Zen 4, int8 / float32
 # time: AVX-512 H = 16 VNNI 1.19x, widening 1.05x; H = 32 0.94x against 1.32x; H = 64 0.59x against
@@ -317,24 +319,38 @@ X86_INTEGER = {"vnni": ("avx512", 16, VNNI_KMAX, VNNI_ROWS, VNNI_BLOCKS), "pmadd
 MIN_INTEGER_BLOCKS = 2
 
 
+def integer_form(knob: str, plan: KernelPlan) -> tuple[str, int, int, int, int] | None:
+    """The form of the x86 integer kernels `knob` (vnni | pmadd) for this plan's ISA and width, if any."""
+    return next((f for f in X86_INTEGER[knob] if f[:2] == (plan.isa, plan.vw)), None)
+
+
+def integer_needs(knob: str) -> str:
+    """What `knob` needs, for error messages: its ISAs and widths."""
+    return " or ".join(f"target {isa} at vw={vw}" for isa, vw, *_ in X86_INTEGER[knob])
+
+
 def integer_fits(knob: str, plan: KernelPlan, spec: LSTMSpec, weights_dtype: str) -> bool:
     """Can int8 run on the x86 integer kernels `knob` (vnni | pmadd) of this plan? (its ISA and
     width, inputs short enough for exact int32 sums and a small quantised copy)"""
-    isa, vw, kmax, _, _ = X86_INTEGER[knob]
-    return weights_dtype == "int8" and plan.isa == isa and plan.vw == vw and max_input(spec) <= kmax
+    form = integer_form(knob, plan)
+    return weights_dtype == "int8" and form is not None and max_input(spec) <= form[2]
 
 
 def integer_default(knob: str, plan: KernelPlan, spec: LSTMSpec, weights_dtype: str) -> bool:
     """Do int8 weights run on `knob` by default? (it fits, the model has MIN_INTEGER_BLOCKS gate
-    blocks, and for VNNI the host has it)"""
-    return (integer_fits(knob, plan, spec, weights_dtype) and spec.hidden_size // plan.vw >= MIN_INTEGER_BLOCKS
-            and (knob != "vnni" or host_vnni()))
+    blocks; on AVX-512 VNNI where the host has it, pmadd where it has not)"""
+    if not (integer_fits(knob, plan, spec, weights_dtype) and spec.hidden_size // plan.vw >= MIN_INTEGER_BLOCKS):
+        return False
+    return plan.isa != "avx512" or host_vnni() == (knob == "vnni")
 
 
 def with_integer(knob: str, plan: KernelPlan, nb: int) -> KernelPlan:
     """The plan's form for the integer kernels `knob` (see VNNI, PMADD above): exact sums need no
     partial sums (ks = 1) and no K chunks; tiles sized for their int32 accumulators."""
-    _, _, _, rows, blocks = X86_INTEGER[knob]
+    form = integer_form(knob, plan)
+    if form is None:
+        raise ValueError(f"{knob} needs {integer_needs(knob)}, got {plan.isa} at vw={plan.vw}")
+    rows, blocks = form[3:]
     tiles1 = -(-nb // blocks)
     return replace(plan, **{knob: 1}, ks=1, mr=rows, mrs=rows, tiles1=tiles1, nb1=-(-nb // tiles1))
 
@@ -359,6 +375,7 @@ def compile_flags(target: str) -> list[str]:
     elif target == "avx2":
         flags += ["-mavx2", "-mfma", "-mf16c"]  # F16C: float16 weights (every AVX2 CPU has it)
     elif target == "avx512":
-        # VNNI: only kernels planned with vnni=1 use it (vpdpbusd); the rest run on any AVX-512 CPU
-        flags += ["-mavx512f", "-mavx512vl", "-mavx512vnni", "-mavx2", "-mfma", "-mf16c"]
+        # VNNI: only kernels planned with vnni=1 use it (vpdpbusd); BW: the pmadd kernels (every
+        # AVX-512 CPU with VL has it); the rest run on any AVX-512 CPU
+        flags += ["-mavx512f", "-mavx512vl", "-mavx512bw", "-mavx512vnni", "-mavx2", "-mfma", "-mf16c"]
     return flags

@@ -134,13 +134,17 @@ def make_plan(spec: LSTMSpec, schedule: Schedule, overrides: Mapping[str, Any] |
     else:
         base = plan
     integer = ""  # the x86 integer kernels this plan runs int8 on, if any
-    for knob, (isa, vw_needed, kmax, _, _) in kernels.X86_INTEGER.items():
-        on = overrides.get(knob, int(kernels.integer_default(knob, base, spec, schedule.weights)))
+    asked = [knob for knob in kernels.X86_INTEGER if overrides.get(knob)]  # knob=1 given: no other is a default
+    if len(asked) > 1:
+        raise ValueError(f"plan: {'=1 and '.join(asked)}=1 are kernels for the same products: ask for one")
+    for knob in kernels.X86_INTEGER:
+        on = overrides.get(knob, int(not asked and not integer and kernels.integer_default(knob, base, spec, schedule.weights)))
         if on not in (0, 1):
             raise ValueError(f"plan: {knob} must be 0 or 1, got {on!r}")
         if on and not kernels.integer_fits(knob, base, spec, schedule.weights):
-            raise ValueError(f"plan: {knob}=1 needs weights_dtype='int8' on target {isa} at vw={vw_needed} and inputs of at "
-                             f"most {kmax} (got {schedule.weights}, {base.isa}, vw={base.vw}, {kernels.max_input(spec)})")
+            raise ValueError(f"plan: {knob}=1 needs weights_dtype='int8' on {kernels.integer_needs(knob)} and inputs of at most "
+                             f"{kernels.X86_INTEGER[knob][0][2]} (got {schedule.weights}, {base.isa}, vw={base.vw}, "
+                             f"{kernels.max_input(spec)})")
         if on:
             base, integer = kernels.with_integer(knob, base, H // base.vw), knob
     if not base.vw:
@@ -379,7 +383,7 @@ class ScheduledProgram:
         p = self.plan
         integer = ""
         if p.input_q:  # int8 on integer dot products (kernels.py: VNNI, PMADD, IDOT)
-            how = "vpdpbusd (AVX-512 VNNI)" if p.vnni else "vpmaddwd (AVX2)" if p.pmadd else "SMLAD where the Arm DSP extension is, else plain C"
+            how = "vpdpbusd (AVX-512 VNNI)" if p.vnni else f"vpmaddwd ({'AVX-512 BW' if p.isa == 'avx512' else 'AVX2'})" if p.pmadd else "SMLAD where the Arm DSP extension is, else plain C"
             integer = (f"\n  int8: exact int32 dot products on {how}, each input row rounded to max|x| / {p.input_q}, "
                        f"weights in groups of {self.kgroup} k")
         if not p.vector:

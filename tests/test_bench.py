@@ -90,3 +90,16 @@ def test_accuracy_corpus_plumbing():
     row = next(line for line in res.stdout.splitlines() if line.startswith("| h16-f3 | 0 | 50 |"))
     errs = [float(v) for v in row.split("|")[5:8]]
     assert all(0 < e < 1e-4 for e in errs)  # every peer computes the same LSTM
+
+
+def test_int8_forms_plumbing():
+    """benchmarks/int8_forms.py compiles every int8 form this host runs and prints one line per
+    config with each form's ratio and error (the error the same in every integer form)."""
+    res = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "int8_forms.py"), "--configs", "tiny_stream",
+                          "--rounds", "1"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    (line,) = res.stdout.splitlines()
+    assert line.startswith("tiny_stream: float32 ") and " 1.00x " in line
+    bad = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "int8_forms.py"), "--configs", "nosuch"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "unknown config(s): nosuch" in bad.stderr

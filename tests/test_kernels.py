@@ -19,7 +19,7 @@ from lstmgen.weights import pack, panel_rows
 
 NATIVE = kernels.native_isa()
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Wdouble-promotion", "-Wconversion", "-Werror", "-O2"]
-X86_FLAGS = {"avx2": ["-mavx2", "-mfma"], "avx512": ["-mavx512f", "-mavx512vl", "-mavx512vnni", "-mfma"], "portable": []}
+X86_FLAGS = {"avx2": ["-mavx2", "-mfma"], "avx512": ["-mavx512f", "-mavx512vl", "-mavx512bw", "-mavx512vnni", "-mfma"], "portable": []}
 
 # Specs chosen to reach every kernel path on a 16-lane machine: two gate blocks with projection,
 # batch_first and both directions; K and R past the K chunk (96 rows); one block of 16 units (the

@@ -204,10 +204,15 @@ def test_overrides_need_vector_kernels_and_a_mapping():
     # pmadd: int8 weights on AVX2 at 8 lanes, inputs up to IDOT_KMAX
     assert build_program(spec, Schedule(target="avx2", weights="int8")).plan.pmadd
     assert build_program(spec, Schedule(target="avx2", weights="int8")).kgroup == 2
-    for schedule, plan in [(Schedule(target="avx2"), dict(pmadd=1)), (Schedule(target="avx512", weights="int8"), dict(pmadd=1)),
+    for schedule, plan in [(Schedule(target="avx2"), dict(pmadd=1)), (Schedule(target="avx512", weights="int8"), dict(pmadd=1, vw=8)),
                            (Schedule(target="avx2", weights="int8"), dict(pmadd=1, vw=4))]:
         with pytest.raises(ValueError, match="pmadd=1 needs"):
             build_program(spec, schedule, plan=plan)
+    # and on AVX-512 at 16 lanes (AVX512BW), the int8 default where the host lacks VNNI
+    pm = build_program(spec, Schedule(target="avx512", weights="int8"), plan=dict(pmadd=1))
+    assert pm.plan.pmadd and not pm.plan.vnni and pm.plan.vw == 16 and pm.kgroup == 2 and "pmadd" in str(pm.plan)
+    with pytest.raises(ValueError, match="vnni=1 and pmadd=1"):
+        build_program(spec, Schedule(target="avx512", weights="int8"), plan=dict(pmadd=1, vnni=1))
     assert not build_program(lstmgen.LSTMSpec(input_size=600, hidden_size=8), Schedule(target="avx2", weights="int8")).plan.pmadd
     # idot: int8 weights in the portable named-sum kernels (static builds), inputs up to IDOT_KMAX
     static = dict(max_batch=1, target="portable", weights="int8")
@@ -229,3 +234,21 @@ def test_overrides_need_vector_kernels_and_a_mapping():
         build_program(spec, Schedule(target="avx512", weights="int8"), plan=dict(vnni=2))
     vnni = build_program(spec, Schedule(target="avx512", weights="int8"), plan=dict(vnni=1))
     assert vnni.plan.vnni and vnni.kgroup == 4 and vnni.plan.ks == 1 and "vnni" in str(vnni.plan)
+
+
+@pytest.mark.parametrize("vnni_host", [True, False])
+def test_avx512_int8_default_is_vnni_where_the_host_has_it_else_pmadd(monkeypatch, vnni_host):
+    from lstmgen import kernels
+    monkeypatch.setattr(kernels, "host_vnni", lambda: vnni_host)
+    spec = lstmgen.LSTMSpec(input_size=3, hidden_size=64)
+    int8 = Schedule(target="avx512", weights="int8")
+    got = build_program(spec, int8).plan
+    assert (got.vnni, got.pmadd) == ((1, 0) if vnni_host else (0, 1))
+    assert build_program(spec, int8, plan=dict(mr=1)).plan.vnni == got.vnni  # other overrides keep the default
+    off = build_program(spec, int8, plan=dict(vnni=0, pmadd=0)).plan
+    assert not (off.vnni or off.pmadd)  # the widening kernels
+    other = build_program(spec, int8, plan=dict(pmadd=1) if vnni_host else dict(vnni=1)).plan  # asking for the other one
+    assert (other.vnni, other.pmadd) == ((0, 1) if vnni_host else (1, 0))
+    # one gate block (H = vw): the widening kernels (MIN_INTEGER_BLOCKS)
+    one = build_program(lstmgen.LSTMSpec(input_size=3, hidden_size=16), int8).plan
+    assert not (one.vnni or one.pmadd)

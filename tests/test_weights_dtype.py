@@ -144,13 +144,13 @@ def test_generated_c_of_every_dtype_and_isa_is_warning_free(tmp_path, isa):
     arch = [] if isa != "neon" else ["--target=aarch64-linux-gnu"]
     flags = X86_FLAGS.get(isa, []) + (["-mf16c"] if isa in ("avx2", "avx512") else [])
     # int8 on AVX-512 both ways, whatever this host has: the VNNI kernels and the widening ones
-    runs = [(d, None) for d in DTYPES] + {"avx512": [("int8", {"vnni": 1}), ("int8", {"vnni": 0})],
+    runs = [(d, None) for d in DTYPES] + {"avx512": [("int8", {"vnni": 1}), ("int8", {"pmadd": 1}), ("int8", {"vnni": 0, "pmadd": 0})],
                                           "avx2": [("int8", {"pmadd": 0})]}.get(isa, [])
     for dtype, plan in runs:
         for kw in SPECS[1:]:  # projection (matvec), bidirectional without bias
             spec = lstmgen.LSTMSpec(**kw)
-            if plan and plan.get("vnni") and spec.hidden_size % 16:
-                continue  # VNNI kernels run at 16 lanes
+            if plan and (plan.get("vnni") or plan.get("pmadd")) and spec.hidden_size % 16:
+                continue  # the AVX-512 integer kernels run at 16 lanes
             out = tmp_path / f"{dtype}{len(kw)}{plan and sorted(plan.items())}"
             lstmgen.generate(spec, random_weights(spec), out, prefix="m", target=isa, weights_dtype=dtype, plan=plan)
             for cmd in ([cc, *STRICT, *flags], [clang, *arch, *STRICT, *flags]):
@@ -182,18 +182,24 @@ def test_neon_dtype_kernels_under_qemu(tmp_path, dtype):
     assert max(float(np.abs(got_y - want).max()), float(np.abs(got_c - c_n).max())) <= 1e-5
 
 
-# the x86 integer kernels of int8 (kernels.py): AVX-512 VNNI (vpdpbusd) and AVX2 pmaddwd, each
-# where this host runs it; (target, plan knob, an instruction only that kernel's C has)
+# the x86 integer kernels of int8 (kernels.py): AVX-512 VNNI (vpdpbusd) and pmaddwd on AVX2 and on
+# AVX-512 (hosts without VNNI), each where this host runs it; (target, plan knob, an instruction only
+# that kernel's C has). Each is asked for ({knob: 1}: pmadd on AVX-512 is the default only where the
+# host lacks VNNI; test_plan checks the defaults), against every integer knob off (the widening kernels).
 INTEGER_X86 = [
     pytest.param("native", "vnni", "_mm512_dpbusd_epi32", marks=pytest.mark.skipif(
         not kernels.host_vnni(), reason="runs AVX-512 VNNI code (this host's compiler offers none)")),
+    pytest.param("avx512", "pmadd", "_mm512_madd_epi16", marks=pytest.mark.skipif(
+        not (kernels.host_runs("avx512") and "__AVX512BW__" in kernels._native_cc_macros()),
+        reason="runs AVX-512 BW code (this host's compiler offers none)")),
     pytest.param("avx2", "pmadd", "_mm256_madd_epi16", marks=pytest.mark.skipif(
         not kernels.host_runs("avx2"), reason="runs AVX2 code (this host's compiler offers none)")),
 ]
+INTEGER_OFF = dict.fromkeys(kernels.X86_INTEGER, 0)
 
 
 @pytest.mark.parametrize("target, knob, instruction", INTEGER_X86)
-def test_x86_integer_kernels_are_the_int8_default_and_round_inputs_to_16_bits(target, knob, instruction):
+def test_x86_integer_kernels_round_inputs_to_16_bits(target, knob, instruction):
     """int8 weights on x86 integer dot products, inputs rounded to 16 bits per row (kernels.py, VNNI
     and PMADD). Against the reference that rounds them the same way: tight; against the widening
     kernels (knob=0): only the 16-bit rounding apart, far below the int8 weights' own error."""
@@ -201,12 +207,12 @@ def test_x86_integer_kernels_are_the_int8_default_and_round_inputs_to_16_bits(ta
     w = random_weights(spec, seed=8)
     x = np.random.default_rng(4).standard_normal((30, 5, 20)).astype(np.float32)
     lengths = np.array([30, 3, 17, 1, 29])
-    fast = lstmgen.compile(spec, w, weights_dtype="int8", target=target)
-    wide = lstmgen.compile(spec, w, weights_dtype="int8", target=target, plan={knob: 0})
+    fast = lstmgen.compile(spec, w, weights_dtype="int8", target=target, plan={knob: 1})
+    wide = lstmgen.compile(spec, w, weights_dtype="int8", target=target, plan=INTEGER_OFF)
     assert getattr(fast.program.plan, knob) and not getattr(wide.program.plan, knob)
-    c = lstmgen.generate_sources(spec, w, target=target, weights_dtype="int8").files["lstm.c"]
+    c = lstmgen.generate_sources(spec, w, target=target, weights_dtype="int8", plan={knob: 1}).files["lstm.c"]
     assert instruction in c and instruction not in lstmgen.generate_sources(
-        spec, w, target=target, weights_dtype="int8", plan={knob: 0}).files["lstm.c"]
+        spec, w, target=target, weights_dtype="int8", plan=INTEGER_OFF).files["lstm.c"]
     deq = dequantized_weights(spec, w, "int8")
     got = fast(x, lengths=lengths)
     want, tol = kernel_reference(fast, spec, deq, x, lengths=lengths)
@@ -219,11 +225,11 @@ def test_x86_integer_kernels_are_the_int8_default_and_round_inputs_to_16_bits(ta
     # and the schedules and tile shapes agree bit for bit (streaming and chunks: one direction)
     uni = lstmgen.LSTMSpec(input_size=20, hidden_size=32, num_layers=2, proj_size=13)
     wu = random_weights(uni, seed=9)
-    base = lstmgen.compile(uni, wu, weights_dtype="int8", target=target)
+    base = lstmgen.compile(uni, wu, weights_dtype="int8", target=target, plan={knob: 1})
     y0 = base(x)[0]
-    for other in (lstmgen.compile(uni, wu, weights_dtype="int8", target=target, chunk=7),
-                  lstmgen.compile(uni, wu, weights_dtype="int8", target=target, time_loop="unrolled", seq_len=30),
-                  lstmgen.compile(uni, wu, weights_dtype="int8", target=target, plan={"mr": 1, "tiles1": 2})):
+    for other in (lstmgen.compile(uni, wu, weights_dtype="int8", target=target, chunk=7, plan={knob: 1}),
+                  lstmgen.compile(uni, wu, weights_dtype="int8", target=target, time_loop="unrolled", seq_len=30, plan={knob: 1}),
+                  lstmgen.compile(uni, wu, weights_dtype="int8", target=target, plan={knob: 1, "mr": 1, "tiles1": 2})):
         np.testing.assert_array_equal(other(x)[0], y0)
     stream = base.stream(batch=5)
     np.testing.assert_array_equal(np.stack([stream.step(x[t]) for t in range(30)]), y0)
@@ -233,7 +239,7 @@ def test_x86_integer_kernels_are_the_int8_default_and_round_inputs_to_16_bits(ta
 def test_x86_integer_kernels_rows_with_nan_inf_or_only_tiny_inputs(target, knob, instruction):
     spec = lstmgen.LSTMSpec(input_size=16, hidden_size=32)
     w = random_weights(spec, seed=2)
-    m = lstmgen.compile(spec, w, weights_dtype="int8", target=target)
+    m = lstmgen.compile(spec, w, weights_dtype="int8", target=target, plan={knob: 1})
     assert getattr(m.program.plan, knob)
     x = np.random.default_rng(5).standard_normal((4, 4, 16)).astype(np.float32)
     x[1, 1, 3], x[2, 2, 0] = np.inf, np.nan  # these rows turn NaN from then on, as with the float kernels
