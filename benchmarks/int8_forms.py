@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 import numpy as np
 
@@ -22,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-from bench import CONFIGS  # noqa: E402
+from bench import CONFIGS, timed_calls  # noqa: E402
 
 import lstmgen  # noqa: E402
 from lstmgen import kernels, reference  # noqa: E402
@@ -39,15 +38,6 @@ def forms() -> dict[str, dict]:
         out["float32 (AVX2)"] = dict(target="avx2")
         out["int8 pmadd (AVX2)"] = dict(weights_dtype="int8", target="avx2", plan={"pmadd": 1})
     return out
-
-
-def median_call(fn, n: int = 5) -> float:
-    ts = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return float(np.median(ts))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         times: dict[str, list[float]] = {k: [] for k in models}
         for _ in range(args.rounds):
             for k, m in models.items():
-                times[k].append(median_call(lambda m=m, x=x: m(x)))
+                times[k].append(float(np.median(timed_calls(lambda m=m, x=x: m(x), 5))) * 1e-9)
         base = float(np.median(times["float32"]))
         cells = [f"{k} {np.median(v) * 1e3:.3f} ms {np.median(v) / base:.2f}x err {np.abs(models[k](x)[0] - ref).max():.1e}"
                  for k, v in times.items()]
